@@ -1,0 +1,119 @@
+"""
+### Runtime events: daily lakehouse build
+
+Turns the Panoptica (Falco) runtime alerts that land as JSON lines under `raw_location` into
+Athena tables, for the UTC day of the run and the `lookback_days` before it:
+
+1. **setup**: plan the run's window, create the database and every table that is missing;
+2. **stage**: parse and classify every raw line of the window once (`stage_alerts`);
+3. **audit**: account for every line, fail above `reject_threshold` (`audit_stage`);
+4. **write**: the new curated partitions into a folder of this run, in batches of at most 100
+   partitions (`write_parquet_batches`), then audit them (`audit_parquet_version`);
+5. **publish**: point `runtime_events_parquet`'s partitions at them in one catalogue change;
+6. **aggregate**: rebuild and publish the four daily aggregate tables the same way;
+7. **record** the run's line accounting in `runtime_events_load_audit`;
+8. **teardown**: drop the run's work tables and delete its stage and replaced data.
+
+Every statement is an `include/sql` file run by the Amazon provider's `AthenaOperator`, on Athena
+or on the embedded DuckDB engine (setting `runtime_events_engine`). Reruns of any day, in any
+order, leave the same tables.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+from runtime_events import checks, runs
+from runtime_events.operators import RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
+from runtime_events.paths import SQL_DIR
+from runtime_events.tables import AGGREGATES, TABLES
+
+
+@dag(
+    dag_id="runtime_events_daily",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=runs.START_DATE,
+    catchup=False,
+    max_active_runs=4,
+    default_args=runs.DEFAULT_ARGS,
+    template_searchpath=[str(SQL_DIR)],
+    tags=["runtime-security", "athena", "lakehouse"],
+    doc_md=__doc__,
+)
+def runtime_events_daily():
+    # -- setup ---------------------------------------------------------------------------------
+    @task
+    def plan_run(**context) -> dict:
+        return runs.plan_run(context)
+
+    run = plan_run()
+
+    create_database = RuntimeEventsQueryOperator(
+        task_id="create_database", query="create_database.sql", run=run
+    )
+    create_tables = RuntimeEventsQueryOperator.partial(
+        task_id="create_tables", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
+    ).expand(query=[table.create_sql for table in TABLES])
+
+    # -- stage and audit -----------------------------------------------------------------------
+    stage_alerts = RuntimeEventsQueryOperator(
+        task_id="stage_alerts", query="runtime_events_parquet/stage_alerts.sql", run=run
+    )
+    audit_stage = RuntimeEventsCheckOperator(
+        task_id="audit_stage", query="runtime_events_parquet/audit_stage.sql", run=run,
+        check=checks.audit_stage,
+    )
+
+    # -- write, audit and publish the curated copy ---------------------------------------------
+    create_parquet_version = RuntimeEventsQueryOperator(
+        task_id="create_parquet_version", query="runtime_events_parquet/create_version.sql", run=run
+    )
+    write_parquet_batches = RuntimeEventsQueryOperator.partial(
+        task_id="write_parquet_batches", query="runtime_events_parquet/write_batch.sql", run=run,
+        map_index_template="batch {{ task.sql_params.batch }}",
+    ).expand(sql_params=audit_stage.output)
+    audit_parquet_version = RuntimeEventsCheckOperator(
+        task_id="audit_parquet_version", query="runtime_events_parquet/audit_version.sql", run=run,
+        check=checks.audit_version,
+    )
+
+    @task
+    def publish_parquet_partitions(run: dict) -> dict:
+        return runs.publish_events(run)
+
+    # -- aggregates ----------------------------------------------------------------------------
+    build_aggregates = RuntimeEventsQueryOperator.partial(
+        task_id="build_aggregates", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
+    ).expand(query=[table.build_sql for table in AGGREGATES])
+
+    @task
+    def publish_aggregates(run: dict) -> list[dict]:
+        return runs.publish_aggregates(run)
+
+    record_load_audit = RuntimeEventsQueryOperator(
+        task_id="record_load_audit", query="runtime_events_load_audit/record_run.sql", run=run
+    )
+
+    # -- teardown ------------------------------------------------------------------------------
+    @task
+    def clean_up(run: dict) -> dict:
+        return runs.clean_up(run)
+
+    (
+        run
+        >> create_database
+        >> create_tables
+        >> stage_alerts
+        >> audit_stage
+        >> create_parquet_version
+        >> write_parquet_batches
+        >> audit_parquet_version
+        >> publish_parquet_partitions(run)
+        >> build_aggregates
+        >> publish_aggregates(run)
+        >> record_load_audit
+        >> clean_up(run).as_teardown(setups=run)
+    )
+
+
+runtime_events_daily()

@@ -1,0 +1,2 @@
+-- The database every table of the project lives in.
+CREATE DATABASE IF NOT EXISTS {{ params.database }}

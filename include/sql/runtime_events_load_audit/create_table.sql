@@ -1,0 +1,22 @@
+-- One row per run and event day (and one with a null dt for lines whose day is unknown):
+-- every scanned line of the run's window is loaded, dropped as a duplicate or rejected.
+CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_load_audit (
+    `run_token` string,
+    `logical_date` string,
+    `dt` string,
+    `lines_scanned` bigint,
+    `alerts_loaded` bigint,
+    `duplicates_dropped` bigint,
+    `lines_rejected` bigint,
+    `rejected_invalid_utf8` bigint,
+    `rejected_malformed_json` bigint,
+    `rejected_not_object` bigint,
+    `rejected_bad_event_time` bigint,
+    `rejected_missing_cluster_id` bigint,
+    `rejected_missing_rule_name` bigint,
+    `files_with_rejects` bigint,
+    `recorded_at` timestamp
+)
+STORED AS PARQUET
+LOCATION '{{ params.curated_location }}runtime_events_load_audit/'
+TBLPROPERTIES ('parquet.compression' = 'ZSTD')

@@ -1,0 +1,195 @@
+-- Stage the run's window: every non-blank line of the raw files, parsed and classified once.
+-- A valid alert carries its curated columns; a rejected line its reason and, when its time
+-- parses, its day. Lines of days outside the window are left to their own runs. The stage is
+-- read by the audit, by every publish batch and by the load audit, never the raw files again.
+CREATE TABLE {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+WITH (
+    format = 'PARQUET',
+    write_compression = 'ZSTD',
+    external_location = '{{ params.curated_location }}runtime_events_parquet/_stage/{{ params.run_token }}/',
+    partitioned_by = ARRAY['dt']
+) AS
+WITH lines AS (
+    SELECT "$path" AS source_file, line, try(json_parse(line)) AS doc
+    FROM {{ params.database }}.runtime_events_lines
+    WHERE NOT regexp_like(line, '^\s*$')
+),
+
+-- A string value as it is; any other JSON value as its compact JSON text; null when missing.
+fields AS (
+    SELECT
+        source_file,
+        line,
+        doc,
+        substr(json_format(doc), 1, 1) = '{' AS is_object,
+        coalesce(json_extract_scalar(doc, '$["container.id"]'), nullif(json_format(json_extract(doc, '$["container.id"]')), 'null')) AS container_id,
+        coalesce(json_extract_scalar(doc, '$["evt.time"]'), nullif(json_format(json_extract(doc, '$["evt.time"]')), 'null')) AS evt_time,
+        coalesce(json_extract_scalar(doc, '$["k8s.ns.name"]'), nullif(json_format(json_extract(doc, '$["k8s.ns.name"]')), 'null')) AS namespace,
+        coalesce(json_extract_scalar(doc, '$["k8s.pod.name"]'), nullif(json_format(json_extract(doc, '$["k8s.pod.name"]')), 'null')) AS pod_name,
+        coalesce(json_extract_scalar(doc, '$["proc.cmdline"]'), nullif(json_format(json_extract(doc, '$["proc.cmdline"]')), 'null')) AS cmdline,
+        coalesce(json_extract_scalar(doc, '$["proc.pid"]'), nullif(json_format(json_extract(doc, '$["proc.pid"]')), 'null')) AS pid,
+        coalesce(json_extract_scalar(doc, '$["cluster_id"]'), nullif(json_format(json_extract(doc, '$["cluster_id"]')), 'null')) AS cluster_id,
+        coalesce(json_extract_scalar(doc, '$["rule_name"]'), nullif(json_format(json_extract(doc, '$["rule_name"]')), 'null')) AS rule_name,
+        coalesce(json_extract_scalar(doc, '$["description"]'), nullif(json_format(json_extract(doc, '$["description"]')), 'null')) AS description,
+        coalesce(json_extract_scalar(doc, '$["severity"]'), nullif(json_format(json_extract(doc, '$["severity"]')), 'null')) AS severity,
+        coalesce(json_extract_scalar(doc, '$["related_cves"]'), nullif(json_format(json_extract(doc, '$["related_cves"]')), 'null')) AS related_cves,
+        json_format(json_extract(doc, '$["evt.time"]')) LIKE '"%' AS evt_time_is_string,
+        json_format(json_extract(doc, '$["cluster_id"]')) LIKE '"%' AS cluster_id_is_string,
+        json_format(json_extract(doc, '$["rule_name"]')) LIKE '"%' AS rule_name_is_string
+    FROM lines
+),
+
+-- evt.time, trimmed: ISO-8601 with an optional fraction and offset, or epoch digits.
+time_parts AS (
+    SELECT
+        f.*,
+        regexp_replace(evt_time, '^\s+|\s+$', '') AS time_text
+    FROM fields AS f
+),
+
+time_forms AS (
+    SELECT
+        t.*,
+        evt_time_is_string
+            AND regexp_like(time_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?$')
+            AS is_iso,
+        CASE
+            WHEN regexp_like(time_text, '^[0-9]+$') THEN coalesce(nullif(regexp_replace(time_text, '^0+', ''), ''), '0')
+        END AS epoch_digits,
+        CASE
+            WHEN NOT evt_time_is_string AND regexp_like(time_text, '^-[0-9]+$') THEN try_cast(time_text AS bigint)
+        END AS negative_epoch_seconds,
+        regexp_extract(time_text, '([+-])([0-9]{2}):?([0-9]{2})$', 1) AS offset_sign,
+        try_cast(regexp_extract(time_text, '([+-])([0-9]{2}):?([0-9]{2})$', 2) AS bigint) AS offset_hours,
+        try_cast(regexp_extract(time_text, '([+-])([0-9]{2}):?([0-9]{2})$', 3) AS bigint) AS offset_minutes
+    FROM time_parts AS t
+),
+
+-- Milliseconds since the epoch, truncated; epoch units are told apart by size.
+epoch AS (
+    SELECT
+        f.*,
+        CASE
+            WHEN is_iso
+                AND substr(time_text, 1, 4) <> '0000'
+                AND try_cast(substr(time_text, 12, 2) AS bigint) <= 23
+                AND try_cast(substr(time_text, 15, 2) AS bigint) <= 59
+                AND try_cast(substr(time_text, 18, 2) AS bigint) <= 59
+                AND coalesce(offset_hours, 0) <= 23
+                AND coalesce(offset_minutes, 0) <= 59
+            THEN date_diff('day', DATE '1970-01-01', try(CAST(substr(time_text, 1, 10) AS date))) * 86400000
+                + try_cast(substr(time_text, 12, 2) AS bigint) * 3600000
+                + try_cast(substr(time_text, 15, 2) AS bigint) * 60000
+                + try_cast(substr(time_text, 18, 2) AS bigint) * 1000
+                + coalesce(try_cast(substr(regexp_extract(time_text, '\.([0-9]+)', 1) || '00', 1, 3) AS bigint), 0)
+                - CASE WHEN offset_sign = '-' THEN -1 ELSE 1 END
+                    * (coalesce(offset_hours, 0) * 3600000 + coalesce(offset_minutes, 0) * 60000)
+            WHEN length(epoch_digits) >= 18 THEN try_cast(substr(epoch_digits, 1, length(epoch_digits) - 6) AS bigint)
+            WHEN length(epoch_digits) >= 15 THEN try_cast(substr(epoch_digits, 1, length(epoch_digits) - 3) AS bigint)
+            WHEN length(epoch_digits) >= 12 THEN try_cast(epoch_digits AS bigint)
+            WHEN epoch_digits IS NOT NULL THEN try_cast(epoch_digits AS bigint) * 1000
+            ELSE negative_epoch_seconds * 1000
+        END AS event_ms
+    FROM time_forms AS f
+),
+
+classified AS (
+    SELECT
+        e.*,
+        CASE
+            -- years 0001 .. 9999, in UTC
+            WHEN event_ms BETWEEN -62135596800000 AND 253402300799999
+            THEN date_add('millisecond', event_ms, TIMESTAMP '1970-01-01 00:00:00.000')
+        END AS event_time,
+        CASE
+            WHEN starts_with(line, chr(65533)) AND doc IS NULL THEN 'invalid_utf8'
+            WHEN doc IS NULL THEN 'malformed_json'
+            WHEN NOT is_object THEN 'not_object'
+            WHEN NOT coalesce(event_ms BETWEEN -62135596800000 AND 253402300799999, false) THEN 'bad_event_time'
+            WHEN NOT coalesce(cluster_id_is_string, false) OR cluster_id = '' THEN 'missing_cluster_id'
+            WHEN NOT coalesce(rule_name_is_string, false) OR rule_name = '' THEN 'missing_rule_name'
+        END AS reject_reason
+    FROM epoch AS e
+),
+
+curated AS (
+    SELECT
+        CASE WHEN reject_reason IS NULL THEN lower(to_hex(sha256(to_utf8(array_join(
+            transform(
+                ARRAY[container_id, evt_time, namespace, pod_name, cmdline, pid, cluster_id,
+                      rule_name, description, severity, related_cves],
+                v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')
+            ),
+            ','
+        ))))) END AS event_id,
+        event_time,
+        container_id,
+        namespace,
+        pod_name,
+{%- if params.redact_cmdline %}
+        regexp_replace(regexp_replace(regexp_replace(regexp_replace(cmdline,
+            '(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[=:])\S+', '$1****'),
+            '(?i)(--(?:password|passwd|token|secret|api-key|access-key)(?:=|\s+))\S+', '$1****'),
+            '(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+', '$1****'),
+            '\b(AKIA|ASIA)[A-Z0-9]{16}\b', '$1****************') AS cmdline,
+{%- else %}
+        cmdline,
+{%- endif %}
+        CASE WHEN regexp_like(pid, '^[+-]?[0-9]+$') THEN try_cast(pid AS integer) END AS pid,
+        rule_name,
+        description,
+        CASE lower(regexp_replace(severity, '^\s+|\s+$', ''))
+            WHEN 'critical' THEN 'Critical'
+            WHEN 'emergency' THEN 'Critical'
+            WHEN 'alert' THEN 'Critical'
+            WHEN 'high' THEN 'High'
+            WHEN 'error' THEN 'High'
+            WHEN 'medium' THEN 'Medium'
+            WHEN 'warning' THEN 'Medium'
+            WHEN 'low' THEN 'Low'
+            WHEN 'notice' THEN 'Low'
+            WHEN 'info' THEN 'Info'
+            WHEN 'informational' THEN 'Info'
+            WHEN 'debug' THEN 'Info'
+            ELSE 'Unknown'
+        END AS severity,
+        array_sort(array_distinct(transform(
+            regexp_extract_all(coalesce(related_cves, ''), '(?i)CVE-[0-9]{4}-[0-9]{4,}'),
+            cve -> upper(cve)
+        ))) AS related_cves,
+        source_file,
+        reject_reason,
+        CASE WHEN reject_reason IS NOT NULL THEN line END AS rejected_line,
+        cluster_id,
+        CAST(CAST(event_time AS date) AS varchar) AS dt
+    FROM classified
+)
+
+SELECT
+    event_id,
+    event_time,
+    container_id,
+    namespace,
+    pod_name,
+    cmdline,
+    pid,
+    rule_name,
+    description,
+    severity,
+    related_cves,
+    source_file,
+    reject_reason,
+    rejected_line,
+    cluster_id,
+    -- one copy of each alert is published; the others are counted as duplicates
+    CASE WHEN reject_reason IS NULL
+        THEN row_number() OVER (PARTITION BY event_id ORDER BY source_file)
+    END AS copy_number,
+    -- publish batches of at most 100 (dt, cluster_id) partitions: Athena's limit for one write
+    CASE WHEN reject_reason IS NULL
+        THEN (dense_rank() OVER (PARTITION BY reject_reason IS NULL ORDER BY dt, cluster_id) - 1) / 100
+    END AS write_batch,
+    dt
+FROM curated
+WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+    OR dt IS NULL

@@ -1,0 +1,83 @@
+"""The audits of write-audit-publish: functions of a query's rows that pass or raise.
+
+Each takes the rows of its ``.sql`` file's result (as Athena returns them), the run plan and the
+settings, and either returns what the next tasks need or raises ``DataQualityError`` with a
+message a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from runtime_events.settings import PREFIX, Settings
+
+log = logging.getLogger(__name__)
+
+REJECT_REASONS = ("invalid_utf8", "malformed_json", "not_object", "bad_event_time",
+                  "missing_cluster_id", "missing_rule_name")
+MAX_FILES_NAMED = 20
+
+
+class DataQualityError(Exception):
+    pass
+
+
+def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
+    """Account for every staged line and enforce ``reject_threshold``; returns the publish
+    batches (``[{"batch": 0}, ...]``, at least one) for the mapped write task."""
+    scanned = sum(r["line_count"] for r in rows)
+    loaded = sum(r["event_count"] for r in rows if r["reject_reason"] is None)
+    valid = sum(r["line_count"] for r in rows if r["reject_reason"] is None)
+    reasons: Counter = Counter()
+    files: Counter = Counter()
+    for r in rows:
+        if r["reject_reason"] is not None:
+            reasons[r["reject_reason"]] += r["line_count"]
+            files[r["source_file"]] += r["line_count"]
+    rejected = sum(reasons.values())
+    for day in run["days"]:
+        day_rows = [r for r in rows if r["dt"] == day]
+        day_valid = sum(r["line_count"] for r in day_rows if r["reject_reason"] is None)
+        day_loaded = sum(r["event_count"] for r in day_rows if r["reject_reason"] is None)
+        log.info("dt=%s: %d lines scanned, %d alerts loaded, %d duplicates dropped, %d rejected",
+                 day, sum(r["line_count"] for r in day_rows), day_loaded, day_valid - day_loaded,
+                 sum(r["line_count"] for r in day_rows if r["reject_reason"] is not None))
+    unknown_day = sum(r["line_count"] for r in rows if r["dt"] is None)
+    log.info("window %s..%s: %d lines scanned, %d alerts loaded, %d duplicates, %d rejected "
+             "(%d of them with no known day); reasons: %s", run["dt_from"], run["dt_to"], scanned,
+             loaded, valid - loaded, rejected, unknown_day, dict(reasons) or "none")
+    if scanned and rejected / scanned > settings.reject_threshold:
+        named = ", ".join(f"{f} ({n})" for f, n in files.most_common(MAX_FILES_NAMED))
+        more = len(files) - MAX_FILES_NAMED
+        raise DataQualityError(
+            f"{rejected} of {scanned} alert lines ({rejected / scanned:.1%}) were rejected, above "
+            f"{PREFIX}reject_threshold={settings.reject_threshold}. Reasons: "
+            + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+            + f". Files: {named}" + (f" and {more} more" if more > 0 else "")
+            + ". Nothing was published; the previous partitions are intact."
+        )
+    last = max((r["last_write_batch"] for r in rows if r["last_write_batch"] is not None), default=0)
+    return [{"batch": b} for b in range(last + 1)]
+
+
+def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:
+    """The new curated partitions hold exactly one row per distinct valid alert of each day,
+    with unique ids, required columns, known severities and the right day."""
+    problems = []
+    for r in rows:
+        if r["written_rows"] != r["expected_rows"]:
+            problems.append(f"dt={r['dt']}: {r['written_rows']} rows written, {r['expected_rows']} expected")
+        if r["distinct_event_ids"] != r["written_rows"]:
+            problems.append(f"dt={r['dt']}: {r['written_rows'] - r['distinct_event_ids']} duplicate event ids")
+        for column, what in (("missing_required", "rows missing a required column"),
+                             ("unknown_severity", "rows with a severity outside the canonical set"),
+                             ("wrong_day", "rows in the wrong dt partition")):
+            if r[column]:
+                problems.append(f"dt={r['dt']}: {r[column]} {what}")
+    if problems:
+        raise DataQualityError("the new runtime_events_parquet version failed its audit, nothing "
+                               "was published: " + "; ".join(problems))
+    summary = {r["dt"]: r["written_rows"] for r in rows}
+    log.info("audit passed: rows per day %s", summary)
+    return summary

@@ -1,0 +1,621 @@
+"""The embedded engine: Athena SQL executed by DuckDB over local folders.
+
+A statement is parsed with sqlglot's ``athena`` dialect. DDL changes the file-based catalogue
+(:mod:`runtime_events.embedded.metastore`); queries are translated to DuckDB, with every table
+reference replaced by a view over the files the catalogue points at. Where Athena has a limit or
+a quirk that the pipeline must live with, this engine has it too:
+
+* a CREATE TABLE AS or INSERT INTO that writes more than 100 partitions fails with
+  ``HIVE_TOO_MANY_OPEN_PARTITIONS``; a CTAS into a location that holds data fails with
+  ``HIVE_PATH_ALREADY_EXISTS``;
+* INSERT INTO always appends new files; DROP TABLE and DROP PARTITION never delete data;
+* timestamps have millisecond precision;
+* the JSON SerDe table reads a malformed line as a row of nulls and a non-integer in an ``int``
+  column as null (the ``ignore.malformed.json`` behaviour the Panoptica guide asks for).
+
+Every statement runs on a fresh in-memory DuckDB connection, so any number of processes can use
+the engine at once without DuckDB's single-writer lock; the catalogue serialises its own changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from runtime_events.embedded import rawfiles
+from runtime_events.embedded.metastore import CatalogError, Metastore, TableInfo
+
+MAX_WRITE_PARTITIONS = 100
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+MAX_FILE_BYTES = 128 * 1024 * 1024
+JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
+
+
+class EngineError(Exception):
+    """A statement failed; the message starts with Athena's error name where Athena has one."""
+
+
+@dataclass
+class QueryResult:
+    columns: list[tuple[str, str]]  # (name, Athena/Hive type)
+    table: pa.Table | None
+    statement_type: str  # DDL, DML or UTILITY, as Athena reports it
+    data_scanned_bytes: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Hive path escaping: partition values in folder names, as Hive, Athena and Glue write them.
+_HIVE_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(1, 32)}
+
+
+def escape_partition_value(value: str | None) -> str:
+    if value is None or value == "":
+        return HIVE_DEFAULT_PARTITION
+    return "".join(f"%{ord(c):02X}" if c in _HIVE_ESCAPED else c for c in value)
+
+
+def unescape_partition_value(text: str) -> str | None:
+    if text == HIVE_DEFAULT_PARTITION:
+        return None
+    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def partition_path(keys: list[str], values: tuple) -> str:
+    return "".join(f"{k}={escape_partition_value(v)}/" for k, v in zip(keys, values))
+
+
+# --------------------------------------------------------------------------------------------
+def hive_type(duckdb_type: str) -> str:
+    """Athena's (Hive's) name for a DuckDB result type."""
+    text = duckdb_type.upper()
+    if text.startswith("TIMESTAMP"):
+        return "timestamp"
+    if text in ("HUGEINT", "UHUGEINT", "UBIGINT"):
+        return "bigint"
+    if text == "JSON":
+        return "string"
+    return exp.DataType.build(text, dialect="duckdb").sql("hive").lower().replace("int128", "bigint")
+
+
+def duckdb_type(hive: str) -> str:
+    if hive == "timestamp":
+        return "TIMESTAMP_MS"
+    return exp.DataType.build(hive, dialect="hive").sql("duckdb")
+
+
+def _local(location: str) -> Path:
+    if location.startswith("s3://"):
+        raise EngineError(
+            f"NOT_SUPPORTED: the embedded engine reads and writes local folders only, not {location}"
+        )
+    return Path(location.removeprefix("file://"))
+
+
+def _literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _visible_files(folder: Path, suffix: str = "") -> list[Path]:
+    return [p for p in rawfiles.list_files(folder) if p.name.endswith(suffix)]
+
+
+class EmbeddedEngine:
+    """Runs one Athena statement at a time against the catalogue under ``catalog_root``."""
+
+    def __init__(self, catalog_root: Path, warehouse: Path | None = None, threads: int | None = None,
+                 memory_limit: str | None = None) -> None:
+        self.metastore = Metastore(Path(catalog_root))
+        self.warehouse = Path(warehouse) if warehouse else Path(catalog_root).parent
+        self.threads = threads or int(os.environ.get("RUNTIME_EVENTS_DUCKDB_THREADS", "0")) or None
+        self.memory_limit = memory_limit or os.environ.get("RUNTIME_EVENTS_DUCKDB_MEMORY_LIMIT")
+
+    # -- entry point -----------------------------------------------------------------------
+    def execute(self, sql: str, database: str, query_id: str | None = None) -> QueryResult:
+        query_id = query_id or str(uuid.uuid4())
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="athena") if s is not None]
+        except sqlglot.errors.ParseError as exc:
+            raise EngineError(f"SYNTAX_ERROR: {exc}") from None
+        if len(statements) != 1:
+            raise EngineError("INVALID_QUERY: Only one sql statement is allowed")
+        statement = statements[0]
+        try:
+            return self._dispatch(statement, database, query_id)
+        except CatalogError as exc:
+            raise EngineError(str(exc)) from None
+        except rawfiles.RawFileError as exc:
+            raise EngineError(str(exc)) from None
+        except duckdb.Error as exc:
+            raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
+
+    def _dispatch(self, statement: exp.Expression, database: str, query_id: str) -> QueryResult:
+        if isinstance(statement, exp.Create):
+            kind = (statement.args.get("kind") or "").upper()
+            if kind in ("DATABASE", "SCHEMA"):
+                self.metastore.create_database(statement.this.name, bool(statement.args.get("exists")))
+                return QueryResult([], None, "DDL")
+            if kind == "TABLE" and isinstance(statement.expression, exp.Query):
+                return self._create_table_as(statement, database, query_id)
+            if kind == "TABLE":
+                return self._create_external_table(statement, database)
+        if isinstance(statement, exp.Insert):
+            return self._insert(statement, database, query_id)
+        if isinstance(statement, exp.Alter):
+            return self._alter(statement, database)
+        if isinstance(statement, exp.Drop) and (statement.args.get("kind") or "").upper() == "TABLE":
+            for table in statement.args.get("tables") or [statement.this]:
+                db, name = self._qualified(table, database)
+                self.metastore.drop_table(db, name, bool(statement.args.get("exists")))
+            return QueryResult([], None, "DDL")
+        if isinstance(statement, exp.Command) and statement.name.upper() == "MSCK REPAIR":
+            return self._repair(statement.expression.name, database)
+        if isinstance(statement, exp.Query):
+            return self._query(statement, database)
+        raise EngineError(f"NOT_SUPPORTED: the embedded engine does not run {statement.key.upper()}")
+
+    # -- DDL -------------------------------------------------------------------------------
+    @staticmethod
+    def _qualified(table: exp.Table, database: str) -> tuple[str, str]:
+        return (table.db or database).lower(), table.name.lower()
+
+    def _create_external_table(self, statement: exp.Create, database: str) -> QueryResult:
+        schema = statement.this
+        db, name = self._qualified(schema.this, database)
+        columns = tuple((c.name, c.args["kind"].sql("hive").lower()) for c in schema.expressions)
+        props = statement.args.get("properties")
+        partition_keys: tuple = ()
+        location = None
+        fmt = "text"
+        properties: dict = {}
+        for prop in props.expressions if props else []:
+            if isinstance(prop, exp.PartitionedByProperty):
+                partition_keys = tuple(
+                    (c.name, c.args["kind"].sql("hive").lower()) for c in prop.this.expressions
+                )
+            elif isinstance(prop, exp.LocationProperty):
+                location = prop.this.name
+            elif isinstance(prop, exp.FileFormatProperty):
+                fmt = {"PARQUET": "parquet", "TEXTFILE": "text"}.get(prop.this.name.upper(), prop.this.name.lower())
+            elif isinstance(prop, exp.RowFormatSerdeProperty):
+                if prop.this.name in JSON_SERDES:
+                    fmt = "json"
+                for sp in (prop.args.get("serde_properties") or exp.Tuple()).expressions:
+                    properties[sp.name] = sp.args["value"].name
+            elif isinstance(prop, exp.Property) and prop.args.get("value") is not None:
+                properties[prop.name] = prop.args["value"].name
+        if fmt not in ("json", "text", "parquet"):
+            raise EngineError(f"NOT_SUPPORTED: the embedded engine reads JSON, text or Parquet, not {fmt}")
+        if location is None:
+            raise EngineError("INVALID_TABLE_PROPERTY: an external table needs a LOCATION")
+        if not location.endswith("/"):
+            location += "/"
+        table = TableInfo(db, name, columns, partition_keys, location, fmt, properties)
+        created = self.metastore.create_table(table, if_not_exists=bool(statement.args.get("exists")))
+        if not created and not statement.args.get("exists"):
+            raise EngineError(f"ALREADY_EXISTS: Table {db}.{name} already exists")
+        return QueryResult([], None, "DDL")
+
+    def _alter(self, statement: exp.Alter, database: str) -> QueryResult:
+        target = statement.this
+        db, name = self._qualified(target, database)
+        table = self.metastore.get_table(db, name)
+        keys = [k for k, _ in table.partition_keys]
+
+        def values_of(partition: exp.Partition) -> tuple:
+            given = {eq.this.name.lower(): eq.expression.name for eq in partition.expressions}
+            if set(given) != set(keys):
+                raise EngineError(f"INVALID_PARTITION: partition must name {', '.join(keys)}")
+            return tuple(given[k] for k in keys)
+
+        for action in statement.args.get("actions") or []:
+            if isinstance(action, exp.AddPartition) or action.key == "addpartition":
+                values = values_of(action.this)
+                location = action.args.get("location")
+                location = location.name if location is not None else table.location + partition_path(keys, values)
+                self.metastore.update_partitions(db, name, add={values: location},
+                                                 if_not_exists=bool(action.args.get("exists")))
+            elif isinstance(action, exp.DropPartition):
+                self.metastore.update_partitions(db, name, drop=[values_of(p) for p in action.expressions])
+            elif isinstance(action, exp.AlterSet) and target.args.get("partition") is not None:
+                values = values_of(target.args["partition"])
+                location = action.args["location"].name
+                self.metastore.update_partitions(db, name, add={values: location}, if_not_exists=False)
+            else:
+                raise EngineError(f"NOT_SUPPORTED: ALTER TABLE {action.sql('athena')}")
+        return QueryResult([], None, "DDL")
+
+    def _repair(self, text: str, database: str) -> QueryResult:
+        table_name = text.split()[-1]
+        db, _, name = table_name.rpartition(".")
+        db, name = (db or database).lower(), name.lower()
+        table = self.metastore.get_table(db, name)
+        keys = [k for k, _ in table.partition_keys]
+        root = _local(table.location)
+        found: dict[tuple, str] = {}
+        for folder in root.glob("/".join("*" for _ in keys)):
+            parts = folder.relative_to(root).parts
+            if all(p.startswith(f"{k}=") for p, k in zip(parts, keys)):
+                values = tuple(unescape_partition_value(p.split("=", 1)[1]) for p in parts)
+                found[values] = str(folder) + "/"
+        self.metastore.update_partitions(db, name, add=found, if_not_exists=True)
+        return QueryResult([], None, "DDL")
+
+    # -- writes ----------------------------------------------------------------------------
+    def _create_table_as(self, statement: exp.Create, database: str, query_id: str) -> QueryResult:
+        db, name = self._qualified(statement.this, database)
+        if self.metastore.table_exists(db, name):
+            if statement.args.get("exists"):
+                return QueryResult([], None, "DDL")
+            raise EngineError(f"ALREADY_EXISTS: Table {db}.{name} already exists")
+        options: dict = {"format": "parquet", "partitioned_by": [], "write_compression": "snappy"}
+        with_data = True
+        props = statement.args.get("properties")
+        for prop in props.expressions if props else []:
+            if isinstance(prop, exp.PartitionedByProperty):
+                options["partitioned_by"] = [e.name for e in prop.this.expressions]
+            elif isinstance(prop, exp.FileFormatProperty):
+                options["format"] = prop.this.name.lower()
+            elif isinstance(prop, exp.WithDataProperty):
+                with_data = not prop.args.get("no")
+            elif isinstance(prop, exp.LocationProperty):
+                options["external_location"] = prop.this.name
+            elif isinstance(prop, exp.Property) and prop.args.get("value") is not None:
+                options[prop.name.lower()] = prop.args["value"].name
+        if options["format"] != "parquet":
+            raise EngineError("NOT_SUPPORTED: the embedded engine writes Parquet tables only")
+        location = options.get("external_location") or str(self.warehouse / db / name) + "/"
+        location = location if location.endswith("/") else location + "/"
+        if _visible_files(_local(location)):
+            raise EngineError(
+                f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{db}.{name}' already exists: {location}"
+            )
+        query = statement.expression
+        with self._connect() as con:
+            scanned = self._materialize(con, query, database)
+            columns = self._result_columns(con)
+            keys = options["partitioned_by"]
+            names = [c for c, _ in columns]
+            if keys and names[-len(keys):] != keys:
+                raise EngineError(
+                    "HIVE_COLUMN_ORDER_MISMATCH: Partition keys must be the last columns in the table "
+                    "and in the same order as the table properties: " + ", ".join(keys)
+                )
+            data_columns = [c for c in columns if c[0] not in keys]
+            part_columns = [c for c in columns if c[0] in keys]
+            partitions: dict[tuple, str] = {}
+            if with_data:
+                partitions = self._write(con, location, data_columns, keys,
+                                         options["write_compression"], query_id, existing={})
+            table = TableInfo(db, name, tuple(data_columns), tuple(part_columns), location, "parquet",
+                              {"write_compression": options["write_compression"]})
+            self.metastore.create_table(table)
+            if partitions:
+                self.metastore.update_partitions(db, name, add=partitions)
+        return QueryResult([], None, "DDL", scanned)
+
+    def _insert(self, statement: exp.Insert, database: str, query_id: str) -> QueryResult:
+        target = statement.this
+        column_list = None
+        if isinstance(target, exp.Schema):
+            column_list = [c.name for c in target.expressions]
+            target = target.this
+        db, name = self._qualified(target, database)
+        table = self.metastore.get_table(db, name)
+        if table.format != "parquet":
+            raise EngineError("NOT_SUPPORTED: the embedded engine inserts into Parquet tables only")
+        all_columns = list(table.columns + table.partition_keys)
+        with self._connect() as con:
+            scanned = self._materialize(con, statement.expression, database)
+            produced = [c for c, _ in self._result_columns(con)]
+            wanted = column_list or [c for c, _ in all_columns]
+            if len(produced) != len(wanted):
+                raise EngineError(
+                    f"TYPE_MISMATCH: Insert query has {len(produced)} columns, table has {len(wanted)}"
+                )
+            by_target = dict(zip(wanted, produced))
+            select = ", ".join(
+                (f"CAST({_ident(by_target[c])} AS {duckdb_type(t)})" if c in by_target
+                 else f"CAST(NULL AS {duckdb_type(t)})") + f" AS {_ident(c)}"
+                for c, t in all_columns
+            )
+            con.execute(f"CREATE TEMP TABLE __typed AS SELECT {select} FROM __result")
+            con.execute("DROP TABLE __result")
+            con.execute("ALTER TABLE __typed RENAME TO __result")
+            keys = [k for k, _ in table.partition_keys]
+            existing = {p.values: p.location for p in table.partitions}
+            partitions = self._write(con, table.location, list(table.columns), keys,
+                                     table.properties.get("write_compression", "snappy"), query_id, existing)
+            new = {v: loc for v, loc in partitions.items() if v not in existing}
+            if new:
+                self.metastore.update_partitions(db, name, add=new)
+            rows = con.execute("SELECT count(*) FROM __result").fetchone()[0]
+        return QueryResult([("rows", "bigint")], pa.table({"rows": [rows]}), "DML", scanned)
+
+    def _write(self, con, location: str, data_columns: list, keys: list[str], compression: str,
+               query_id: str, existing: dict[tuple, str]) -> dict[tuple, str]:
+        """Write ``__result`` as Parquet under ``location``, one folder a partition; returns the
+        partitions written (values -> folder). New files never replace existing ones."""
+        projection = ", ".join(
+            f"CAST({_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in data_columns
+        )
+        compression = {"gzip": "gzip", "zstd": "zstd", "snappy": "snappy", "none": "uncompressed"}.get(
+            compression.lower(), "snappy")
+        if not keys:
+            self._copy(con, f"SELECT {projection} FROM __result", _local(location), compression, query_id)
+            return {}
+        key_list = ", ".join(_ident(k) for k in keys)
+        groups = con.execute(f"SELECT DISTINCT {key_list} FROM __result").fetchall()
+        if len(groups) > MAX_WRITE_PARTITIONS:
+            raise EngineError(
+                f"HIVE_TOO_MANY_OPEN_PARTITIONS: Exceeded limit of {MAX_WRITE_PARTITIONS} open writers "
+                f"for partitions/buckets ({len(groups)} partitions in one write)"
+            )
+        written: dict[tuple, str] = {}
+        for values in groups:
+            values = tuple(None if v is None else str(v) for v in values)
+            folder = existing.get(values) or location + partition_path(keys, values)
+            where = " AND ".join(
+                f"{_ident(k)} IS NOT DISTINCT FROM {_literal(v)}" for k, v in zip(keys, values)
+            )
+            self._copy(con, f"SELECT {projection} FROM __result WHERE {where}", _local(folder),
+                       compression, query_id)
+            written[values] = folder
+        return written
+
+    @staticmethod
+    def _copy(con, select: str, folder: Path, compression: str, query_id: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Write beside the folder, then move in: readers never see a half-written file.
+        staging = Path(tempfile.mkdtemp(prefix=f".{query_id}.", dir=folder))
+        try:
+            con.execute(
+                f"COPY ({select}) TO {_literal(str(staging))} (FORMAT parquet, COMPRESSION {compression}, "
+                f"FILE_SIZE_BYTES {MAX_FILE_BYTES}, FILENAME_PATTERN {_literal(query_id + '_{i}')}, "
+                "OVERWRITE_OR_IGNORE true)"
+            )
+            for file in sorted(staging.glob("*.parquet")):
+                os.replace(file, folder / file.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # -- queries ---------------------------------------------------------------------------
+    def _query(self, query: exp.Query, database: str) -> QueryResult:
+        with self._connect() as con:
+            scanned = self._materialize(con, query, database)
+            columns = self._result_columns(con)
+            ms = ", ".join(
+                (f"CAST({_ident(c)} AS TIMESTAMP_MS)" if t == "timestamp" else _ident(c)) + f" AS {_ident(c)}"
+                for c, t in columns
+            )
+            table = con.sql(f"SELECT {ms} FROM __result").to_arrow_table() if columns else pa.table({})
+        return QueryResult(columns, table, "DML", scanned)
+
+    def _materialize(self, con, query: exp.Query, database: str) -> int:
+        """Run ``query`` into the temp table ``__result``; returns the bytes of files read."""
+        query = query.copy()
+        scanned = self._bind_tables(con, query, database)
+        con.execute(f"CREATE TEMP TABLE __result AS {_translate(query).sql(dialect='duckdb')}")
+        return scanned
+
+    @staticmethod
+    def _result_columns(con) -> list[tuple[str, str]]:
+        rows = con.execute("DESCRIBE __result").fetchall()
+        return [(name, hive_type(dtype)) for name, dtype, *_ in rows]
+
+    def _connect(self):
+        con = duckdb.connect(config={"threads": self.threads} if self.threads else {})
+        if self.memory_limit:
+            con.execute(f"SET memory_limit = {_literal(self.memory_limit)}")
+        con.execute(f"SET temp_directory = {_literal(tempfile.gettempdir() + '/runtime_events_duckdb')}")
+        con.execute("SET TimeZone = 'UTC'")
+        for macro in _MACROS:
+            con.execute(macro)
+        return con
+
+    # -- binding catalogue tables to DuckDB views -------------------------------------------
+    def _bind_tables(self, con, query: exp.Query, database: str) -> int:
+        cte_names = {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
+        counter = itertools.count()
+        scanned = 0
+        for table in list(query.find_all(exp.Table)):
+            if not table.db and table.name.lower() in cte_names:
+                continue
+            if isinstance(table.parent, (exp.Create, exp.Insert, exp.Schema)):
+                continue
+            db, name = self._qualified(table, database)
+            info = self.metastore.get_table(db, name)
+            view = f"__t{next(counter)}"
+            wants_path = any(
+                c.name == "$path" for c in query.find_all(exp.Column)
+            )
+            scanned += self._create_view(con, view, info, wants_path, self._pruning(table, info))
+            alias = table.alias or table.name
+            table.replace(exp.Table(this=exp.to_identifier(view), alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        return scanned
+
+    @staticmethod
+    def _pruning(table: exp.Table, info: TableInfo) -> list[exp.Expression]:
+        """Conjuncts of the WHERE beside ``table`` that use only its partition keys."""
+        keys = {k for k, _ in info.partition_keys}
+        select = table.find_ancestor(exp.Select)
+        if not keys or select is None or select.args.get("where") is None:
+            return []
+        from_tables = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select]
+        alias = table.alias_or_name
+        conjuncts = []
+        for conjunct in select.args["where"].this.flatten() if isinstance(select.args["where"].this, exp.And) else [select.args["where"].this]:
+            if conjunct.find(exp.Subquery, exp.Select):
+                continue
+            cols = list(conjunct.find_all(exp.Column))
+            if cols and all(
+                c.name in keys and (c.table == alias or (not c.table and len(from_tables) == 1)) for c in cols
+            ):
+                pruned = conjunct.copy()
+                for c in pruned.find_all(exp.Column):
+                    c.set("table", None)
+                conjuncts.append(pruned)
+        return conjuncts
+
+    def _create_view(self, con, view: str, info: TableInfo, wants_path: bool,
+                     pruning: list[exp.Expression]) -> int:
+        if info.format == "parquet":
+            return self._parquet_view(con, view, info, wants_path, pruning)
+        files = rawfiles.list_files(_local(info.location))
+        lines, scanned = rawfiles.read_lines(files)
+        con.register(f"{view}_lines", lines)
+        path = ', "$path"' if wants_path else ""
+        if info.format == "text":
+            if len(info.columns) != 1:
+                raise EngineError("NOT_SUPPORTED: the embedded engine reads one-column text tables only")
+            column = _ident(info.columns[0][0])
+            con.execute(f"CREATE TEMP VIEW {view} AS SELECT line AS {column}{path} FROM {view}_lines")
+            return scanned
+        # The JSON SerDe: a column per top-level key; a malformed line is a row of nulls.
+        selects = []
+        for name, hive in info.columns:
+            value = f"__doc ->> {_literal('$.' + _json_key(name))}"
+            if hive in ("int", "bigint", "smallint", "tinyint"):
+                value = f"CASE WHEN regexp_full_match({value}, '[+-]?[0-9]+') THEN TRY_CAST({value} AS {duckdb_type(hive)}) END"
+            elif hive != "string":
+                value = f"TRY_CAST({value} AS {duckdb_type(hive)})"
+            selects.append(f"{value} AS {_ident(name)}")
+        con.execute(
+            f"CREATE TEMP VIEW {view} AS SELECT {', '.join(selects)}{path} FROM "
+            f"(SELECT CASE WHEN json_type(trino_json_parse(line)) = 'OBJECT' THEN trino_json_parse(line) END AS __doc, "
+            f"\"$path\" FROM {view}_lines)"
+        )
+        return scanned
+
+    def _parquet_view(self, con, view: str, info: TableInfo, wants_path: bool,
+                      pruning: list[exp.Expression]) -> int:
+        keys = [k for k, _ in info.partition_keys]
+        if keys:
+            partitions = [(p.values, p.location) for p in info.partitions]
+            if pruning and partitions:
+                rows = pa.table({k: [v[i] for v, _ in partitions] for i, k in enumerate(keys)})
+                con.register(f"{view}_parts", rows)
+                where = " AND ".join(c.sql(dialect="duckdb") for c in pruning)
+                typed = ", ".join(f"CAST({_ident(k)} AS {duckdb_type(t)}) AS {_ident(k)}" for k, t in info.partition_keys)
+                keep = con.execute(
+                    f"SELECT idx FROM (SELECT row_number() OVER () - 1 AS idx, {typed} FROM {view}_parts) WHERE {where}"
+                ).fetchall()
+                partitions = [partitions[i] for (i,) in keep]
+        else:
+            partitions = [((), info.location)]
+        files: list[tuple[str, tuple]] = []
+        for values, location in partitions:
+            files.extend((str(f), values) for f in _visible_files(_local(location), ".parquet"))
+        columns = ", ".join(
+            f"CAST(p.{_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in info.columns
+        )
+        keys_sql = "".join(
+            f", CAST(m.{_ident(k)} AS {duckdb_type(t)}) AS {_ident(k)}" for k, t in info.partition_keys
+        )
+        path = ', p.filename AS "$path"' if wants_path else ""
+        if not files:
+            empty = ", ".join(
+                f"CAST(NULL AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in info.columns + info.partition_keys
+            )
+            path = ', CAST(NULL AS VARCHAR) AS "$path"' if wants_path else ""
+            con.execute(f"CREATE TEMP VIEW {view} AS SELECT {empty}{path} WHERE false")
+            return 0
+        mapping = pa.table({
+            "filename": [f for f, _ in files],
+            **{k: [v[i] for _, v in files] for i, k in enumerate(keys)},
+        })
+        con.register(f"{view}_files", mapping)
+        file_list = "[" + ", ".join(_literal(f) for f, _ in files) + "]"
+        con.execute(
+            f"CREATE TEMP VIEW {view} AS SELECT {columns}{keys_sql}{path} "
+            f"FROM read_parquet({file_list}, filename = true, union_by_name = true) p "
+            f"JOIN {view}_files m ON p.filename = m.filename"
+        )
+        return sum(os.path.getsize(f) for f, _ in files)
+
+
+# Trino functions whose DuckDB namesake differs in what it accepts.
+_MACROS = (
+    # json_parse is strict (Jackson): NaN, Infinity and trailing commas are not JSON. DuckDB's
+    # json() accepts them, so they are looked for outside string literals first.
+    r"""CREATE MACRO trino_json_parse(s) AS CASE WHEN NOT regexp_matches(
+        regexp_replace(s, '"(?:[^"\\]|\\.)*"', '""', 'g'), '(?:NaN|Infinity|,\s*[\]}])')
+        THEN TRY(json(s)) END""",
+)
+
+
+def _translate(query: exp.Expression) -> exp.Expression:
+    """Rewrite what sqlglot's DuckDB output would otherwise compute differently from Trino."""
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.ParseJSON):
+            return exp.Anonymous(this="trino_json_parse", expressions=[node.this])
+        if isinstance(node, exp.Div) and _is_integer(node.this) and _is_integer(node.expression):
+            # Trino divides integers as integers; DuckDB's "/" gives a double.
+            return exp.IntDiv(this=node.this, expression=node.expression)
+        if isinstance(node, exp.GenerateSeries) and node.args.get("step") is None and _is_date(node.args.get("start")):
+            # sequence(date, date) steps a day at a time; DuckDB wants timestamps and a step.
+            days = exp.Anonymous(this="generate_series", expressions=[
+                exp.cast(node.args["start"], "TIMESTAMP"), exp.cast(node.args["end"], "TIMESTAMP"),
+                exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY"))])
+            return exp.cast(days, exp.DataType.build("DATE[]", dialect="duckdb"))
+        if isinstance(node, exp.RegexpReplace) and isinstance(node.args.get("replacement"), exp.Literal):
+            # Trino writes group references as $1, RE2 (DuckDB) as \1.
+            text = re.sub(r"\$(\d)", r"\\\1", node.args["replacement"].name)
+            node.set("replacement", exp.Literal.string(text))
+        return node
+
+    return query.transform(rewrite)
+
+
+_INTEGER_FUNCTIONS = (exp.Count, exp.RowNumber, exp.Length, exp.ArraySize, exp.CountIf)
+
+
+def _is_integer(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Paren):
+        return _is_integer(node.this)
+    if isinstance(node, exp.Literal):
+        return not node.is_string and node.name.lstrip("-").isdigit()
+    if isinstance(node, exp.Cast):
+        return node.to.this in (exp.DataType.Type.INT, exp.DataType.Type.BIGINT,
+                                exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT)
+    if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
+        return _is_integer(node.this) and _is_integer(node.expression)
+    if isinstance(node, exp.Window):
+        return _is_integer(node.this)
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower() in ("dense_rank", "rank", "row_number")
+    return isinstance(node, _INTEGER_FUNCTIONS) or type(node).__name__ in ("DenseRank", "Rank")
+
+
+def _is_date(node: exp.Expression | None) -> bool:
+    return isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE
+
+
+def _json_key(name: str) -> str:
+    return '"' + name.replace('"', '\\"') + '"'
+
+
+def result_rows(result: QueryResult) -> list[dict]:
+    return result.table.to_pylist() if result.table is not None else []
+
+
+def quote_path(path: str) -> str:
+    return quote(path)

@@ -1,0 +1,99 @@
+"""The embedded engine's text SerDe: files of lines under a table location, as Athena reads them.
+
+Athena lists a table's location recursively, skips names starting with ``.`` or ``_``, and
+decompresses ``.gz`` files. This module does the same for local folders and hands DuckDB an
+Arrow table with one row per line and Athena's ``$path`` pseudo-column.
+
+A line that is not valid UTF-8 becomes its text with replacement characters, prefixed by U+FFFD:
+no JSON parser accepts it, just as Athena's JSON functions refuse the raw bytes. A file that
+cannot be read at all (a corrupt gzip stream) fails the whole query with the file's name, so no
+part of it is ever loaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+
+INVALID_UTF8_MARK = "\ufffd"
+
+
+class RawFileError(Exception):
+    pass
+
+
+def list_files(location: str | Path, folders: Iterable[str] | None = None) -> list[Path]:
+    """Every visible file under ``location`` (or only under its sub-``folders``), sorted."""
+    root = Path(location)
+    tops = [root / f for f in folders] if folders is not None else [root]
+    found: list[Path] = []
+    for top in tops:
+        if not top.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+            found.extend(Path(dirpath) / f for f in filenames if not f.startswith((".", "_")))
+    return sorted(set(found))
+
+
+def read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise RawFileError(
+                f"HIVE_CURSOR_ERROR: cannot read {path}: corrupt gzip stream ({exc})"
+            ) from None
+    return data
+
+
+def split_lines(data: bytes) -> list[str]:
+    """The file's lines as text; empty lines are dropped, a trailing ``\\r`` is removed."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [_decode_line(raw) for raw in data.split(b"\n") if raw not in (b"", b"\r")]
+    return [line.removesuffix("\r") for line in text.split("\n") if line not in ("", "\r")]
+
+
+def _decode_line(raw: bytes) -> str:
+    raw = raw.removesuffix(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return INVALID_UTF8_MARK + raw.decode("utf-8", errors="replace")
+
+
+def read_lines(files: Iterable[Path]) -> tuple[pa.Table, int]:
+    """All lines of ``files`` as an Arrow table (``line``, ``$path``), and the bytes read."""
+    lines: list[pa.Array] = []
+    paths: list[pa.Array] = []
+    scanned = 0
+    for path in files:
+        data = path.read_bytes() if not path.name.endswith(".gz") else None
+        scanned += path.stat().st_size
+        file_lines = split_lines(data if data is not None else read_bytes(path))
+        lines.append(pa.array(file_lines, type=pa.large_string()))
+        paths.append(pa.array([str(path)] * len(file_lines), type=pa.large_string()).dictionary_encode())
+    if not lines:
+        return _empty(), 0
+    return (
+        pa.table({
+            "line": pa.chunked_array(lines, type=pa.large_string()),
+            "$path": pa.chunked_array(paths),
+        }),
+        scanned,
+    )
+
+
+def _empty() -> pa.Table:
+    return pa.table({
+        "line": pa.array([], type=pa.large_string()),
+        "$path": pa.array([], type=pa.large_string()).dictionary_encode(),
+    })

@@ -1,0 +1,102 @@
+"""The one operator every statement runs through: the Amazon provider's ``AthenaOperator``.
+
+``RuntimeEventsQueryOperator`` adds only what the project needs around it: the settings are read
+when the task runs (never while the DAG file is parsed), the ``.sql`` file sees them and the run
+plan as ``params``, and the hook behind the operator is Athena's or the embedded engine's. The SQL
+text, the polling and the failure handling are the provider's own on both engines.
+
+``RuntimeEventsCheckOperator`` also reads the query's result rows, as Athena returns them, and
+hands them to a check function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+
+from runtime_events import results
+from runtime_events.settings import Settings, airflow_lookup
+from runtime_events.sql import sql_params
+
+
+class RuntimeEventsQueryOperator(AthenaOperator):
+    """Run one ``include/sql`` statement on the configured engine.
+
+    :param query: path of the ``.sql`` file under ``include/sql`` (templated)
+    :param run: the run plan from ``plan_run`` (window days and run token)
+    :param sql_params: per-statement values such as ``table`` or ``batch`` (mappable)
+    """
+
+    template_fields = (*AthenaOperator.template_fields, "run", "sql_params")
+
+    def __init__(self, *, query: str, run: Any = None, sql_params: dict | None = None, **kwargs) -> None:
+        kwargs.setdefault("sleep_time", 2)
+        super().__init__(query=query, **kwargs)
+        self.query_file = query  # the file name, for logs and map indexes; query becomes its text
+        self.run = run
+        self.sql_params = sql_params or {}
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.load(airflow_lookup())
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        if parent is not self:
+            return super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        first = [f for f in ("run", "sql_params") if f in template_fields]
+        super()._do_render_template_fields(parent, first, context, jinja_env, seen_oids)
+        settings = self.settings
+        sql_context = {**context, "params": sql_params(settings, self.run, self.sql_params)}
+        # The settings decide where the query runs: the same for every statement of the DAG.
+        self.database = settings.database
+        self.workgroup = settings.athena_workgroup
+        self.output_location = settings.athena_output_location or None
+        self.result_configuration = settings.result_configuration()
+        self.aws_conn_id = settings.aws_conn_id
+        self.deferrable = settings.deferrable and settings.is_athena
+        rest = [f for f in template_fields if f not in first and f not in (
+            "database", "workgroup", "output_location", "aws_conn_id")]
+        super()._do_render_template_fields(parent, rest, sql_context, jinja_env, seen_oids)
+
+    @cached_property
+    def hook(self) -> AthenaHook:
+        if self.settings.is_athena:
+            return AthenaHook(**self._hook_parameters)
+        from runtime_events.embedded.hook import EmbeddedAthenaHook
+
+        return EmbeddedAthenaHook(self.settings.curated_location, log_query=self.log_query)
+
+
+class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
+    """Run a query, read its rows and pass them to ``check(rows, run, settings)``; what the check
+    returns is the task's XCom, what it raises fails the task."""
+
+    def __init__(self, *, check: Callable[[list[dict], dict, Settings], Any], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+
+    def execute(self, context) -> Any:
+        query_execution_id = super().execute(context)
+        return self._check(query_execution_id)
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:
+        return self._check(super().execute_complete(context, event))
+
+    def _check(self, query_execution_id: str) -> Any:
+        rows = list(results.iter_rows(self._pages(query_execution_id)))
+        return self.check(rows, self.run, self.settings)
+
+    def _pages(self, query_execution_id: str) -> Iterator[dict]:
+        token = None
+        while True:
+            page = self.hook.get_query_results(query_execution_id, next_token_id=token)
+            if page is None:
+                return
+            yield page
+            token = page.get("NextToken")
+            if not token:
+                return

@@ -1,0 +1,277 @@
+"""The project's settings: one frozen, validated object built in one place.
+
+Every setting is an Airflow Variable ``runtime_events_<name>``; Airflow also reads it from the
+environment variable ``AIRFLOW_VAR_RUNTIME_EVENTS_<NAME>``. Values that end up inside SQL
+(locations, names) are accepted only in their documented form, so that nothing a user types can
+change the meaning of a statement.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import date
+from pathlib import Path
+
+from runtime_events.paths import PROJECT_ROOT
+
+PREFIX = "runtime_events_"
+
+Lookup = Callable[[str], "str | None"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value outside its allowed form; the message names the setting."""
+
+    def __init__(self, name: str, value: object, allowed: str) -> None:
+        super().__init__(f"setting {PREFIX}{name}={value!r} is invalid: expected {allowed}")
+        self.setting = PREFIX + name
+
+
+# Characters that may appear in a location: no quotes, semicolons, backslashes or whitespace,
+# and comment markers are rejected separately.
+_LOCATION_CHARS = re.compile(r"^[A-Za-z0-9._~/=+@,:%-]+$")
+_S3_LOCATION = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9._~/=+@,%-]*/)?$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+_WORKGROUP = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_DATASET_ID = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
+_LAYOUT_TOKENS = re.compile(r"\{(yyyy|MM|dd)\}")
+_LAYOUT_LITERAL = re.compile(r"^[A-Za-z0-9._=/-]*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str = "duckdb"
+    raw_location: str = ""
+    curated_location: str = ""
+    database: str = "runtime_security"
+    start_date: date = date(2020, 1, 1)
+    lookback_days: int = 2
+    reject_threshold: float = 0.05
+    athena_workgroup: str = "primary"
+    athena_output_location: str = ""
+    aws_conn_id: str = "aws_default"
+    athena_result_encryption: str = ""
+    deferrable: bool = False
+    raw_layout: str = "flat"
+    redact_cmdline: bool = False
+    quicksight_dataset_ids: tuple[str, ...] = ()
+
+    @property
+    def is_athena(self) -> bool:
+        return self.engine == "athena"
+
+    def table_location(self, table: str) -> str:
+        """Where table ``table`` keeps its data: ``<curated_location>/<table>/``."""
+        return f"{self.curated_location}{table}/"
+
+    def result_configuration(self) -> dict:
+        """Athena ``ResultConfiguration`` for every query: output location and encryption."""
+        config: dict = {}
+        if self.athena_output_location:
+            config["OutputLocation"] = self.athena_output_location
+        if self.athena_result_encryption:
+            option, _, key = self.athena_result_encryption.partition(":")
+            config["EncryptionConfiguration"] = {"EncryptionOption": option} | (
+                {"KmsKey": key} if key else {}
+            )
+        return config
+
+    @classmethod
+    def load(cls, lookup: Lookup | None = None) -> Settings:
+        """Build and validate the settings from ``lookup`` (default: the environment)."""
+        lookup = lookup or environment_lookup(os.environ)
+        raw = {f.name: lookup(PREFIX + f.name) for f in fields(cls)}
+        return cls(**{name: _PARSERS[name](name, value) for name, value in raw.items()})
+
+
+def environment_lookup(environ: Mapping[str, str]) -> Lookup:
+    """Read ``runtime_events_x`` from ``AIRFLOW_VAR_RUNTIME_EVENTS_X``, as Airflow does."""
+    return lambda key: environ.get("AIRFLOW_VAR_" + key.upper())
+
+
+def airflow_lookup() -> Lookup:
+    """Read Variables through Airflow (environment first, then the secrets backends and the
+    metastore). Only for task run time: it may call the API server."""
+    from airflow.sdk import Variable
+
+    return lambda key: Variable.get(key, default=None)
+
+
+def _text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _engine(name: str, value: str | None) -> str:
+    value = (_text(value) or "duckdb").lower()
+    if value not in ("duckdb", "athena"):
+        raise SettingsError(name, value, "'duckdb' or 'athena'")
+    return value
+
+
+def _location(name: str, value: str | None, default: Path) -> str:
+    text = _text(value)
+    if text is None:
+        return str(default) + "/"
+    if "--" in text or "/*" in text or "*/" in text or not _LOCATION_CHARS.match(text):
+        raise SettingsError(
+            name, value, "an s3://bucket/prefix/ URI, a file:// URI or a local folder, "
+            "made of letters, digits and . _ ~ / = + @ , - only",
+        )
+    if text.startswith("s3://"):
+        text = text.rstrip("/") + "/"
+        if not _S3_LOCATION.match(text):
+            raise SettingsError(name, value, "s3://bucket/prefix/ with a valid bucket name")
+        return text
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if "://" in text or ":" in text:
+        raise SettingsError(name, value, "an s3:// URI, a file:// URI or a local folder")
+    path = Path(text)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    return str(path.resolve()) + "/"
+
+
+def _raw_location(name: str, value: str | None) -> str:
+    return _location(name, value, PROJECT_ROOT / ".lake" / "raw" / "lightspin" / "k8s_runtime_events")
+
+
+def _curated_location(name: str, value: str | None) -> str:
+    return _location(name, value, PROJECT_ROOT / ".lake" / "curated")
+
+
+def _pattern(regex: re.Pattern, allowed: str, default: str) -> Callable[[str, str | None], str]:
+    def parse(name: str, value: str | None) -> str:
+        text = _text(value)
+        if text is None:
+            return default
+        if not regex.match(text):
+            raise SettingsError(name, value, allowed)
+        return text
+
+    return parse
+
+
+def _start_date(name: str, value: str | None) -> date:
+    text = _text(value)
+    if text is None:
+        return date(2020, 1, 1)
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(name, value, "a date YYYY-MM-DD") from None
+
+
+def _lookback_days(name: str, value: str | None) -> int:
+    text = _text(value)
+    if text is None:
+        return 2
+    # A run rewrites lookback_days + 1 day partitions of each aggregate in one statement, and an
+    # Athena write holds at most 100 partitions.
+    if not re.fullmatch(r"[0-9]{1,2}", text) or int(text) > 90:
+        raise SettingsError(name, value, "a whole number of days from 0 to 90")
+    return int(text)
+
+
+def _reject_threshold(name: str, value: str | None) -> float:
+    text = _text(value)
+    if text is None:
+        return 0.05
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise SettingsError(name, value, "a share between 0 and 1, such as 0.05") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise SettingsError(name, value, "a share between 0 and 1, such as 0.05")
+    return threshold
+
+
+def _flag(name: str, value: str | None) -> bool:
+    text = (_text(value) or "false").lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(name, value, "true or false")
+
+
+def _output_location(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return ""
+    text = text.rstrip("/") + "/"
+    if not _S3_LOCATION.match(text) or "--" in text:
+        raise SettingsError(name, value, "empty, or an s3://bucket/prefix/ URI")
+    return text
+
+
+def _encryption(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return ""
+    if text == "SSE_S3":
+        return text
+    option, _, key = text.partition(":")
+    if option == "SSE_KMS" and _KMS_ARN.match(key):
+        return text
+    raise SettingsError(name, value, "empty, SSE_S3, or SSE_KMS:<kms key arn>")
+
+
+def _raw_layout(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None or text == "flat":
+        return "flat"
+    tokens = _LAYOUT_TOKENS.findall(text)
+    literal = _LAYOUT_TOKENS.sub("", text)
+    if (
+        sorted(tokens) != ["MM", "dd", "yyyy"]
+        or not text.endswith("/")
+        or text.startswith("/")
+        or "//" in text
+        or not _LAYOUT_LITERAL.match(literal)
+    ):
+        raise SettingsError(
+            name, value,
+            "'flat' or a folder template with {yyyy}, {MM} and {dd} once each, ending in '/', "
+            "such as '{yyyy}/{MM}/{dd}/' or 'dt={yyyy}-{MM}-{dd}/'",
+        )
+    return text
+
+
+def _dataset_ids(name: str, value: str | None) -> tuple[str, ...]:
+    text = _text(value)
+    if text is None:
+        return ()
+    ids = tuple(part.strip() for part in text.split(","))
+    if not all(_DATASET_ID.match(i) for i in ids):
+        raise SettingsError(name, value, "comma-separated QuickSight dataset ids (letters, digits, - and _)")
+    return ids
+
+
+_PARSERS: dict[str, Callable[[str, str | None], object]] = {
+    "engine": _engine,
+    "raw_location": _raw_location,
+    "curated_location": _curated_location,
+    "database": _pattern(_NAME, "a Glue database name: lowercase letters, digits and _", "runtime_security"),
+    "start_date": _start_date,
+    "lookback_days": _lookback_days,
+    "reject_threshold": _reject_threshold,
+    "athena_workgroup": _pattern(_WORKGROUP, "an Athena workgroup name: letters, digits, . _ -", "primary"),
+    "athena_output_location": _output_location,
+    "aws_conn_id": _pattern(_CONN_ID, "an Airflow connection id: letters, digits, . _ -", "aws_default"),
+    "athena_result_encryption": _encryption,
+    "deferrable": _flag,
+    "raw_layout": _raw_layout,
+    "redact_cmdline": _flag,
+    "quicksight_dataset_ids": _dataset_ids,
+}

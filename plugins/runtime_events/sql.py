@@ -1,0 +1,80 @@
+"""SQL rendering: the values the ``.sql`` files under ``include/sql`` see as ``params``.
+
+The same function feeds Airflow's rendering (through the operator) and the command line, so a
+statement reads the same wherever it is rendered. Every value placed in SQL comes from validated
+settings or from the run plan, never from free text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from secrets import token_hex
+
+import jinja2
+
+from runtime_events.paths import SQL_DIR
+from runtime_events.settings import Settings
+
+_TOKEN = re.compile(r"^r[0-9]{8}t[0-9]{6}_[0-9a-f]{8}$")
+
+
+def new_run_token(now: datetime | None = None) -> str:
+    """A name for one run's staging and version folders and tables: time-ordered, unique."""
+    now = now or datetime.now(timezone.utc)
+    return f"r{now:%Y%m%dt%H%M%S}_{token_hex(4)}"
+
+
+def plan_window(settings: Settings, logical_day: date, now: datetime | None = None) -> dict:
+    """The days a run for ``logical_day`` rebuilds, and the token naming its work."""
+    if logical_day < settings.start_date:
+        raise ValueError(
+            f"logical date {logical_day} is before setting runtime_events_start_date="
+            f"{settings.start_date}; runs and backfills start on that day"
+        )
+    first = logical_day - timedelta(days=settings.lookback_days)
+    days = [first + timedelta(days=i) for i in range(settings.lookback_days + 1)]
+    return {
+        "logical_date": logical_day.isoformat(),
+        "dt_from": first.isoformat(),
+        "dt_to": logical_day.isoformat(),
+        "days": [d.isoformat() for d in days],
+        "run_token": new_run_token(now),
+    }
+
+
+def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) -> dict:
+    """``params`` for a statement: settings that reach SQL, the run's window and token, and
+    per-statement values (``table``, ``batch``), each checked for its form."""
+    params = {
+        "database": settings.database,
+        "raw_location": settings.raw_location,
+        "curated_location": settings.curated_location,
+        "redact_cmdline": settings.redact_cmdline,
+    }
+    if run:
+        if not _TOKEN.match(run["run_token"]):
+            raise ValueError(f"run token {run['run_token']!r} is not of the form the project makes")
+        for key in ("logical_date", "dt_from", "dt_to"):
+            date.fromisoformat(run[key])
+        params |= {key: run[key] for key in ("logical_date", "dt_from", "dt_to", "run_token", "days")}
+    for key, value in (extra or {}).items():
+        if key == "batch" and not (isinstance(value, int) and value >= 0):
+            raise ValueError(f"batch must be a whole number, not {value!r}")
+        if key == "table" and not re.fullmatch(r"[a-z_][a-z0-9_]*", str(value)):
+            raise ValueError(f"table must be a table name, not {value!r}")
+        params[key] = value
+    return params
+
+
+def template_environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(SQL_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+    )
+
+
+def render(name: str, params: dict, **context) -> str:
+    """Render ``include/sql/<name>`` outside Airflow (command line, tests, benchmarks)."""
+    return template_environment().get_template(name).render(params=params, **context)

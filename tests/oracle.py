@@ -1,0 +1,300 @@
+"""Independent reading of the contract; shares no code with the pipeline.
+
+Plain-Python oracle for /work/shared/spec/CONTRACT.md sections 3, 4 and 6: it turns a raw folder
+of NDJSON alert files into the rows the curated tables must hold, so tests can compare what the
+pipeline wrote with what the contract says it should have written.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import json
+import math
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["container.id", "evt.time", "k8s.ns.name", "k8s.pod.name", "proc.cmdline", "proc.pid",
+        "cluster_id", "rule_name", "description", "severity", "related_cves"]
+RAW = ["raw_" + k for k in KEYS]   # text of each raw field in valid_df (names avoid clashes)
+REASONS = ["invalid_utf8", "malformed_json", "not_object", "bad_event_time",
+           "missing_cluster_id", "missing_rule_name"]
+CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name",
+           "description", "severity", "related_cves", "dt", "cluster_id"]
+
+_ASCII_WS = " \t\n\r\f\v"
+_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                  r"(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?")
+_CVE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,}", re.IGNORECASE | re.ASCII)
+_EPOCH = _dt.datetime(1970, 1, 1)
+_SEVERITY = {**dict.fromkeys(["critical", "emergency", "alert"], "Critical"),
+             **dict.fromkeys(["high", "error"], "High"),
+             **dict.fromkeys(["medium", "warning"], "Medium"),
+             **dict.fromkeys(["low", "notice"], "Low"),
+             **dict.fromkeys(["info", "informational", "debug"], "Info")}
+
+
+# ---------------------------------------------------------------- input (section 3)
+def read_alert_lines(raw_dir) -> list[tuple[str, bytes]]:
+    """Every non-blank line of every visible file under raw_dir, in a stable order."""
+    out = []
+    for root, dirs, files in os.walk(raw_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if name.startswith((".", "_")):
+                continue
+            path = Path(root, name).resolve()
+            data = path.read_bytes()
+            if name.endswith(".gz"):
+                data = gzip.decompress(data)
+            out += [(str(path), line) for line in data.split(b"\n") if line.strip()]
+    return out
+
+
+def _strict_json(line: str):
+    def no_constants(name):   # NaN / Infinity are not JSON
+        raise ValueError(name)
+    return json.loads(line, parse_constant=no_constants)
+
+
+def _from_epoch_ms(ms: int) -> _dt.datetime | None:
+    try:
+        return _EPOCH + _dt.timedelta(milliseconds=ms)
+    except OverflowError:
+        return None
+
+
+def parse_event_time(value) -> _dt.datetime | None:
+    """evt.time -> UTC-naive datetime truncated to ms, or None when it does not parse."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        s = value.strip(_ASCII_WS)
+        if re.fullmatch(r"[0-9]+", s):
+            value = int(s)
+        else:
+            m = _ISO.fullmatch(s)
+            if not m:
+                return None
+            y, mo, d, h, mi, sec = (int(g) for g in m.groups()[:6])
+            frac, off = m.group(7), m.group(8)
+            ms = int((frac[1:] + "00")[:3]) if frac else 0
+            try:
+                local = _dt.datetime(y, mo, d, h, mi, sec, ms * 1000)  # checks ranges, year>=1
+            except ValueError:
+                return None
+            shift = 0
+            if off and off != "Z":
+                digits = off[1:].replace(":", "")
+                oh, om = int(digits[:2]), int(digits[2:])
+                if oh > 23 or om > 59:
+                    return None
+                shift = (oh * 60 + om) * (1 if off[0] == "+" else -1)
+            try:
+                return local - _dt.timedelta(minutes=shift)
+            except OverflowError:
+                return None
+    if not isinstance(value, int):
+        return None
+    if value >= 10**17:
+        ms = value // 10**6
+    elif value >= 10**14:
+        ms = value // 10**3
+    elif value >= 10**11:
+        ms = value
+    else:
+        ms = value * 1000
+    return _from_epoch_ms(ms)
+
+
+def parse_pid(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+        value = int(value)
+    if isinstance(value, int) and -2**31 <= value <= 2**31 - 1:
+        return value
+    return None
+
+
+def as_text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_severity(s) -> str:
+    return _SEVERITY.get(s.strip(_ASCII_WS).lower(), "Unknown") if isinstance(s, str) else "Unknown"
+
+
+def extract_cves(s) -> list[str]:
+    return sorted({m.upper() for m in _CVE.findall(s)}) if isinstance(s, str) else []
+
+
+def _check(line: bytes):
+    """-> (reason or None, alert dict or None, event_time or None)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8", None, None
+    try:
+        obj = _strict_json(text)
+    except ValueError:
+        return "malformed_json", None, None
+    if not isinstance(obj, dict):
+        return "not_object", None, None
+    ts = parse_event_time(obj.get("evt.time"))
+    if ts is None:
+        return "bad_event_time", obj, None
+    for key in ("cluster_id", "rule_name"):
+        if not isinstance(obj.get(key), str) or obj[key] == "":
+            return "missing_" + key, obj, ts
+    return None, obj, ts
+
+
+def _ms(values) -> pd.Series:
+    return pd.Series(np.array([np.datetime64(v, "ms") for v in values], dtype="datetime64[ms]"))
+
+
+def classify(raw_lines):
+    """-> (valid_df, rejects_df); one row per valid alert line / per rejected line."""
+    valid, rejects = [], []
+    for source, line in raw_lines:
+        reason, obj, ts = _check(line)
+        dt = ts.date().isoformat() if ts else None
+        if reason:
+            rejects.append({"source_file": source, "reason": reason, "dt": dt})
+            continue
+        raw = {"raw_" + k: as_text(obj.get(k)) for k in KEYS}
+        valid.append({**raw, "event_time": ts, "dt": dt, "cluster_id": obj["cluster_id"],
+                      "rule_name": obj["rule_name"], "namespace": raw["raw_k8s.ns.name"],
+                      "pod_name": raw["raw_k8s.pod.name"], "container_id": raw["raw_container.id"],
+                      "cmdline": raw["raw_proc.cmdline"], "pid": parse_pid(obj.get("proc.pid")),
+                      "description": raw["raw_description"],
+                      "severity": canonical_severity(raw["raw_severity"]),
+                      "related_cves": extract_cves(raw["raw_related_cves"]), "source_file": source})
+    cols = RAW + ["event_time", "dt", "cluster_id", "rule_name", "namespace", "pod_name",
+                  "container_id", "cmdline", "pid", "description", "severity", "related_cves",
+                  "source_file"]
+    valid_df = pd.DataFrame(valid, columns=cols, dtype=object)
+    valid_df["event_time"] = _ms(valid_df["event_time"])
+    valid_df["pid"] = pd.array(list(valid_df["pid"]), dtype="Int32")
+    rejects_df = pd.DataFrame(rejects, columns=["source_file", "reason", "dt"], dtype=object)
+    return valid_df, rejects_df
+
+
+# ---------------------------------------------------------------- tables (section 4)
+def _duplicated(valid_df: pd.DataFrame) -> list[bool]:
+    """True for every valid line whose eleven raw texts equal an earlier line's."""
+    seen, out = set(), []
+    for key in zip(*(valid_df[c].tolist() for c in RAW)):
+        out.append(key in seen)
+        seen.add(key)
+    return out
+
+
+def _group(rows: list[dict], keys: list[str], aggs: dict) -> pd.DataFrame:
+    """Group dict rows by keys (None is a key like any other) and apply aggs to each group."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = [{**dict(zip(keys, k)), **{name: f(g) for name, f in aggs.items()}}
+           for k, g in groups.items()]
+    return pd.DataFrame(out, columns=keys + list(aggs), dtype=object)
+
+
+def _pods(g):
+    return len({(r["namespace"], r["pod_name"]) for r in g if r["pod_name"] is not None})
+
+
+def _containers(g):
+    return len({r["container_id"] for r in g if r["container_id"] is not None})
+
+
+def _finish(df: pd.DataFrame, counts=(), times=()) -> pd.DataFrame:
+    for c in counts:
+        df[c] = df[c].astype("int64")
+    for c in times:
+        df[c] = _ms(df[c])
+    first = [c for c in df.columns if c != "dt"]
+    return df[first + ["dt"]]
+
+
+def expected_tables(raw_dir, days: list[str]) -> dict[str, pd.DataFrame]:
+    valid_df, _ = classify(read_alert_lines(raw_dir))
+    kept = valid_df[~np.array(_duplicated(valid_df), dtype=bool)]
+    cur = kept[kept["dt"].isin(list(days))][CURATED].reset_index(drop=True)
+    rows = cur.astype(object).to_dict("records")
+    rule = _group(rows, ["dt", "cluster_id", "rule_name", "severity"], {
+        "event_count": len, "distinct_pods": _pods, "distinct_containers": _containers,
+        "first_seen": lambda g: min(r["event_time"] for r in g),
+        "last_seen": lambda g: max(r["event_time"] for r in g)})
+    sev = _group(rows, ["dt", "cluster_id", "severity"], {"event_count": len})
+    work = _group(rows, ["dt", "cluster_id", "namespace", "pod_name"], {
+        "event_count": len,
+        "high_severity_count": lambda g: sum(r["severity"] in ("Critical", "High") for r in g),
+        "distinct_rules": lambda g: len({r["rule_name"] for r in g})})
+    cve_rows = [{**r, "cve_id": c} for r in rows for c in r["related_cves"]]
+    cve = _group(cve_rows, ["dt", "cluster_id", "cve_id"],
+                 {"event_count": len, "distinct_pods": _pods})
+    return {
+        "runtime_events_parquet": cur,
+        "daily_rule_counts": _finish(rule, ["event_count", "distinct_pods", "distinct_containers"],
+                                     ["first_seen", "last_seen"]),
+        "daily_severity_counts": _finish(sev, ["event_count"]),
+        "daily_workload_counts": _finish(work, ["event_count", "high_severity_count",
+                                                "distinct_rules"]),
+        "daily_cve_counts": _finish(cve, ["event_count", "distinct_pods"]),
+    }
+
+
+def expected_counts(raw_dir) -> pd.DataFrame:
+    """Section 6 per dt (None = day unknown): loaded, duplicate and rejected lines by reason."""
+    valid_df, rejects_df = classify(read_alert_lines(raw_dir))
+    kinds = [(d, "duplicate" if dup else "loaded")
+             for d, dup in zip(valid_df["dt"], _duplicated(valid_df))]
+    kinds += [(d, "rejected_" + r) for d, r in zip(rejects_df["dt"], rejects_df["reason"])]
+    counts = Counter(kinds)
+    cols = ["loaded", "duplicate"] + ["rejected_" + r for r in REASONS]
+    dts = sorted({d for d, _ in kinds}, key=lambda d: (d is None, d or ""))
+    out = pd.DataFrame([{"dt": d, **{c: counts[(d, c)] for c in cols}} for d in dts],
+                       columns=["dt"] + cols)
+    out["dt"] = out["dt"].astype(object).where(out["dt"].notna(), None)
+    return out
+
+
+# ---------------------------------------------------------------- comparison helper
+def _norm(v):
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return tuple(_norm(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _norm(x)) for k, x in v.items()))
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.datetime64):
+        return None if np.isnat(v) else _norm(pd.Timestamp(v))
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        return v.isoformat(sep="T", timespec="milliseconds")
+    if isinstance(v, _dt.date):
+        return v.isoformat()
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer()):
+        return int(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """Source-independent form of a frame: sorted columns and rows, plain Python values."""
+    cols = sorted(df.columns)
+    rows = [[_norm(v) for v in r] for r in zip(*(df[c].astype(object).tolist() for c in cols))]
+    rows.sort(key=lambda r: [(0, "") if v is None else (1, repr(v)) for v in r])
+    return pd.DataFrame(rows, columns=cols, dtype=object).reset_index(drop=True)
