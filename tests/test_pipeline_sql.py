@@ -1,0 +1,183 @@
+"""The pipeline's own SQL files and publish steps on the embedded engine, without Airflow.
+
+Every table is compared row for row with tests/oracle.py, an independent pandas reading of the
+contract run on the same raw files (tests/alert_fixtures.py: every evt.time form, duplicates
+across files and gzip, odd cluster ids, bad lines). The DAG itself is exercised in test_dag.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import oracle
+from alert_fixtures import write_nasty_alerts
+from runtime_events import checks, publish, results, sql
+from runtime_events.embedded.engine import EmbeddedEngine
+from runtime_events.embedded.hook import EmbeddedAthenaHook
+from runtime_events.settings import Settings
+from runtime_events.tables import AGGREGATES, EVENTS, TABLES
+
+DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
+CURATED_TABLES = ["runtime_events_parquet", *(t.name for t in AGGREGATES)]
+
+
+def make_settings(tmp: Path, **overrides: str) -> Settings:
+    values = {"raw_location": str(tmp / "raw"), "curated_location": str(tmp / "curated"),
+              "reject_threshold": "0.5", **overrides}
+    return Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
+
+
+class Pipeline:
+    """The DAG's statements in the DAG's order, through the embedded Athena hook."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
+
+    def statement(self, name: str, run: dict | None, **extra) -> str:
+        text = sql.render(name, sql.sql_params(self.settings, run, extra))
+        query_id = self.hook.run_query(text, {"Database": self.settings.database})
+        if self.hook.poll_query_status(query_id) != "SUCCEEDED":
+            raise RuntimeError(self.hook.get_state_change_reason(query_id))
+        return query_id
+
+    def rows(self, name: str, run: dict) -> list[dict]:
+        query_id = self.statement(name, run)
+        return list(results.iter_rows([self.hook.get_query_results(query_id, max_results=10**6)]))
+
+    def run_day(self, day: str) -> dict:
+        run = sql.plan_window(self.settings, date.fromisoformat(day))
+        try:
+            self.statement("create_database.sql", run)
+            for table in TABLES:
+                self.statement(table.create_sql, run)
+            self.statement("runtime_events_parquet/stage_alerts.sql", run)
+            batches = checks.audit_stage(self.rows("runtime_events_parquet/audit_stage.sql", run), run, self.settings)
+            self.statement("runtime_events_parquet/create_version.sql", run)
+            for batch in batches:
+                self.statement("runtime_events_parquet/write_batch.sql", run, **batch)
+            checks.audit_version(self.rows("runtime_events_parquet/audit_version.sql", run), run, self.settings)
+            publish.publish(self.settings, EVENTS, run)
+            for table in AGGREGATES:
+                self.statement(table.build_sql, run)
+            for table in AGGREGATES:
+                publish.publish(self.settings, table, run)
+            self.statement("runtime_events_load_audit/record_run.sql", run)
+        finally:
+            publish.clean_up(self.settings, run)
+        return run
+
+    def table(self, name: str) -> pd.DataFrame:
+        engine = EmbeddedEngine(Path(self.settings.curated_location) / "_catalog")
+        return engine.execute(f"SELECT * FROM {name}", self.settings.database).table.to_pandas()
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    write_nasty_alerts(tmp / "raw", DAYS)
+    pipeline = Pipeline(make_settings(tmp))
+    pipeline.run_day(DAYS[-1])
+    return tmp, pipeline
+
+
+@pytest.mark.parametrize("table", CURATED_TABLES)
+def test_tables_equal_the_oracle(loaded, table):
+    tmp, pipeline = loaded
+    expected = oracle.expected_tables(tmp / "raw", DAYS)[table]
+    got = pipeline.table(table)
+    assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))
+
+
+def test_curated_columns_and_types(loaded):
+    _, pipeline = loaded
+    engine = EmbeddedEngine(Path(pipeline.settings.curated_location) / "_catalog")
+    info = engine.metastore.get_table("runtime_security", "runtime_events_parquet")
+    assert [(c, t) for c, t in info.columns + info.partition_keys] == [
+        ("event_id", "string"), ("event_time", "timestamp"), ("container_id", "string"),
+        ("namespace", "string"), ("pod_name", "string"), ("cmdline", "string"), ("pid", "int"),
+        ("rule_name", "string"), ("description", "string"), ("severity", "string"),
+        ("related_cves", "array<string>"), ("source_file", "string"), ("dt", "string"),
+        ("cluster_id", "string"),
+    ]
+
+
+def test_event_ids_are_unique_hex_digests_shared_by_equal_alerts(loaded):
+    tmp, pipeline = loaded
+    events = pipeline.table("runtime_events_parquet")
+    assert events["event_id"].is_unique
+    assert events["event_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    # every published row comes from a file under the raw folder
+    assert events["source_file"].map(lambda f: Path(f).is_relative_to(tmp / "raw")).all()
+
+
+def test_load_audit_accounts_for_every_line(loaded):
+    tmp, pipeline = loaded
+    audit = pipeline.table("runtime_events_load_audit").set_index("dt", drop=False)
+    expected = oracle.expected_counts(tmp / "raw")
+    for _, row in expected.iterrows():
+        if row["dt"] is not None and row["dt"] not in DAYS:
+            continue
+        got = audit.loc[row["dt"]] if row["dt"] is not None else audit[audit["dt"].isna()].iloc[0]
+        assert got["alerts_loaded"] == row["loaded"]
+        assert got["duplicates_dropped"] == row["duplicate"]
+        for reason in oracle.REASONS:
+            assert got[f"rejected_{reason}"] == row[f"rejected_{reason}"], reason
+        assert got["lines_scanned"] == got["alerts_loaded"] + got["duplicates_dropped"] + got["lines_rejected"]
+    assert sorted(audit["dt"].dropna()) == DAYS
+
+
+def test_rerun_leaves_identical_tables_and_one_version(loaded):
+    tmp, pipeline = loaded
+    def tables():
+        return {t: oracle.canonical(pipeline.table(t).query("dt in @DAYS")) for t in CURATED_TABLES}
+
+    before = tables()
+    pipeline.run_day(DAYS[-1])
+    pipeline.run_day(DAYS[1])  # an overlapping window, out of order
+    for table, rows in tables().items():
+        assert rows.equals(before[table]), table
+    # replaced versions and the runs' stages are gone from disk: one folder per partition remains
+    files = sorted((tmp / "curated" / "runtime_events_parquet").rglob("*.parquet"))
+    partitions = {f.parent for f in files}
+    events = pipeline.table("runtime_events_parquet")
+    assert len(partitions) == events.groupby(["dt", "cluster_id"]).ngroups
+    assert not (tmp / "curated" / "runtime_events_parquet" / "_stage").exists() or not any(
+        (tmp / "curated" / "runtime_events_parquet" / "_stage").iterdir())
+
+
+def test_days_without_alerts_get_empty_aggregate_partitions(tmp_path):
+    (tmp_path / "raw").mkdir()
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day("2026-05-10")
+    engine = EmbeddedEngine(tmp_path / "curated" / "_catalog")
+    for table in AGGREGATES:
+        info = engine.metastore.get_table("runtime_security", table.name)
+        assert sorted(p.values[0] for p in info.partitions) == ["2026-05-08", "2026-05-09", "2026-05-10"]
+        assert pipeline.table(table.name).empty
+    audit = pipeline.table("runtime_events_load_audit")
+    assert sorted(audit["dt"].dropna()) == ["2026-05-08", "2026-05-09", "2026-05-10"]
+    assert audit["lines_scanned"].sum() == 0
+
+
+def test_reject_threshold_names_counts_reasons_and_files(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    good = '{"evt.time": "2026-05-10T10:00:00Z", "cluster_id": "c1", "rule_name": "r"}\n'
+    (raw / "good.json").write_text(good * 10)
+    (raw / "bad.json").write_text('{"evt.time": "nope", "cluster_id": "c1", "rule_name": "r"}\n' * 3 + "garbage\n")
+    pipeline = Pipeline(make_settings(tmp_path, reject_threshold="0.2"))
+    with pytest.raises(checks.DataQualityError) as failure:
+        pipeline.run_day("2026-05-10")
+    message = str(failure.value)
+    assert "4 of 14 alert lines" in message
+    assert "runtime_events_reject_threshold=0.2" in message
+    assert "bad_event_time 3" in message and "malformed_json 1" in message
+    assert str(raw / "bad.json") in message and "good.json" not in message
+    # nothing was published
+    engine = EmbeddedEngine(tmp_path / "curated" / "_catalog")
+    assert engine.metastore.get_table("runtime_security", "runtime_events_parquet").partitions == ()
