@@ -2,7 +2,7 @@
 
     runtime-events generate --start 2026-11-14 --days 7 [--clusters 3] [--events-per-day 200]
                             [--seed 42] [--out DIR]
-    runtime-events query "SELECT ..." [--format csv|json]
+    runtime-events query "SELECT ..." [--format csv|json|table]
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
         for row in results.iter_rows(pages):
             print(results.json_line(row))
         return 0
+    if args.format == "table":
+        return _print_table(pages)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     first = True
     for page in pages:
@@ -110,6 +112,23 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
             first = False
         for row in rows:
             writer.writerow([cell.get("VarCharValue", "") for cell in row["Data"]])
+    return 0
+
+
+def _print_table(pages) -> int:
+    header: list[str] = []
+    body: list[list[str]] = []
+    for page in pages:
+        result = page["ResultSet"]
+        rows = [[cell.get("VarCharValue", "") for cell in row["Data"]] for row in result["Rows"]]
+        if not header:
+            header = [c["Name"] for c in result["ResultSetMetadata"]["ColumnInfo"]]
+            rows = rows[1:] if rows and rows[0] == header else rows
+        body.extend(rows)
+    widths = [min(60, max([len(h)] + [len(r[i]) for r in body])) for i, h in enumerate(header)]
+    for row in [header, ["-" * w for w in widths], *body]:
+        print("  ".join(v[:60].ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(f"({len(body)} rows)")
     return 0
 
 
@@ -146,7 +165,8 @@ def parser() -> argparse.ArgumentParser:
                      help="'flat' or a date-path template (default: the raw_layout setting)")
     query = commands.add_parser("query", help="run one Athena SQL statement on the configured engine")
     query.add_argument("sql")
-    query.add_argument("--format", choices=("csv", "json"), default="csv")
+    query.add_argument("--format", choices=("csv", "json", "table"), default="csv",
+                       help="csv with a header row (default), json lines, or an aligned table")
     return root
 
 
@@ -163,5 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     return _query(args, settings)
 
 
+def entry_point() -> int:
+    try:
+        return main()
+    except BrokenPipeError:  # the reader (head, less) stopped early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

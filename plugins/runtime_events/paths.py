@@ -24,3 +24,6 @@ SQL_DIR = (
     if (PROJECT_ROOT / "include" / "sql").is_dir()
     else _PACKAGE / "sql"
 )
+
+# The DAG files: dags/ in a checkout, runtime_events/dags inside the wheel.
+REPO_DAGS = PROJECT_ROOT / "dags" if (PROJECT_ROOT / "dags").is_dir() else _PACKAGE / "dags"

@@ -238,6 +238,7 @@ def _raw_layout(name: str, value: str | None) -> str:
         or not text.endswith("/")
         or text.startswith("/")
         or "//" in text
+        or any(part.startswith((".", "_")) for part in text.rstrip("/").split("/"))
         or not _LAYOUT_LITERAL.match(literal)
     ):
         raise SettingsError(

@@ -53,6 +53,7 @@ class QueryResult:
     table: pa.Table | None
     statement_type: str  # DDL, DML or UTILITY, as Athena reports it
     data_scanned_bytes: int = 0
+    update_count: int = 0  # rows an INSERT or CTAS wrote
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def hive_type(duckdb_type: str) -> str:
         return "timestamp"
     if text in ("HUGEINT", "UHUGEINT", "UBIGINT"):
         return "bigint"
-    if text == "JSON":
+    if text in ("JSON", '"NULL"', "NULL"):
         return "string"
     return exp.DataType.build(text, dialect="duckdb").sql("hive").lower().replace("int128", "bigint")
 
@@ -225,17 +226,27 @@ class EmbeddedEngine:
                 raise EngineError(f"INVALID_PARTITION: partition must name {', '.join(keys)}")
             return tuple(given[k] for k in keys)
 
+        current = {p.values for p in table.partitions}
         for action in statement.args.get("actions") or []:
             if isinstance(action, exp.AddPartition) or action.key == "addpartition":
                 values = values_of(action.this)
+                exists = bool(action.args.get("exists"))
+                if values in current and not exists:
+                    raise EngineError(f"ALREADY_EXISTS: Partition already exists: {name} {values}")
                 location = action.args.get("location")
-                location = location.name if location is not None else table.location + partition_path(keys, values)
-                self.metastore.update_partitions(db, name, add={values: location},
-                                                 if_not_exists=bool(action.args.get("exists")))
+                location = (location.name if isinstance(location, exp.Expression)
+                            else table.location + partition_path(keys, values))
+                self.metastore.update_partitions(db, name, add={values: location}, if_not_exists=True)
             elif isinstance(action, exp.DropPartition):
-                self.metastore.update_partitions(db, name, drop=[values_of(p) for p in action.expressions])
+                drop = [values_of(p) for p in action.expressions]
+                missing = [v for v in drop if v not in current]
+                if missing and not action.args.get("exists"):
+                    raise EngineError(f"PARTITION_NOT_FOUND: Partition not found: {name} {missing[0]}")
+                self.metastore.update_partitions(db, name, drop=drop)
             elif isinstance(action, exp.AlterSet) and target.args.get("partition") is not None:
                 values = values_of(target.args["partition"])
+                if values not in current:
+                    raise EngineError(f"PARTITION_NOT_FOUND: Partition not found: {name} {values}")
                 location = action.args["location"].name
                 self.metastore.update_partitions(db, name, add={values: location}, if_not_exists=False)
             else:
@@ -342,12 +353,13 @@ class EmbeddedEngine:
             keys = [k for k, _ in table.partition_keys]
             existing = {p.values: p.location for p in table.partitions}
             partitions = self._write(con, table.location, list(table.columns), keys,
-                                     table.properties.get("write_compression", "snappy"), query_id, existing)
+                                     table.properties.get("write_compression") or table.properties.get("parquet.compression", "snappy"),
+                                     query_id, existing)
             new = {v: loc for v, loc in partitions.items() if v not in existing}
             if new:
                 self.metastore.update_partitions(db, name, add=new)
             rows = con.execute("SELECT count(*) FROM __result").fetchone()[0]
-        return QueryResult([("rows", "bigint")], pa.table({"rows": [rows]}), "DML", scanned)
+        return QueryResult([], None, "DML", scanned, update_count=rows)
 
     def _write(self, con, location: str, data_columns: list, keys: list[str], compression: str,
                query_id: str, existing: dict[tuple, str]) -> dict[tuple, str]:
@@ -398,6 +410,13 @@ class EmbeddedEngine:
 
     # -- queries ---------------------------------------------------------------------------
     def _query(self, query: exp.Query, database: str) -> QueryResult:
+        if isinstance(query, exp.Select):
+            # Athena names an unnamed result column _col<position>.
+            query = query.copy()
+            query.set("expressions", [
+                e if isinstance(e, (exp.Alias, exp.Column, exp.Star)) else exp.alias_(e, f"_col{i}")
+                for i, e in enumerate(query.expressions)
+            ])
         with self._connect() as con:
             scanned = self._materialize(con, query, database)
             columns = self._result_columns(con)
@@ -426,6 +445,8 @@ class EmbeddedEngine:
             con.execute(f"SET memory_limit = {_literal(self.memory_limit)}")
         con.execute(f"SET temp_directory = {_literal(tempfile.gettempdir() + '/runtime_events_duckdb')}")
         con.execute("SET TimeZone = 'UTC'")
+        # Trino divides integers as integers (truncating); DuckDB's "/" would give a double.
+        con.execute("SET integer_division = true")
         for macro in _MACROS:
             con.execute(macro)
         return con
@@ -567,9 +588,6 @@ def _translate(query: exp.Expression) -> exp.Expression:
     def rewrite(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.ParseJSON):
             return exp.Anonymous(this="trino_json_parse", expressions=[node.this])
-        if isinstance(node, exp.Div) and _is_integer(node.this) and _is_integer(node.expression):
-            # Trino divides integers as integers; DuckDB's "/" gives a double.
-            return exp.IntDiv(this=node.this, expression=node.expression)
         if isinstance(node, exp.GenerateSeries) and node.args.get("step") is None and _is_date(node.args.get("start")):
             # sequence(date, date) steps a day at a time; DuckDB wants timestamps and a step.
             days = exp.Anonymous(this="generate_series", expressions=[
@@ -583,26 +601,6 @@ def _translate(query: exp.Expression) -> exp.Expression:
         return node
 
     return query.transform(rewrite)
-
-
-_INTEGER_FUNCTIONS = (exp.Count, exp.RowNumber, exp.Length, exp.ArraySize, exp.CountIf)
-
-
-def _is_integer(node: exp.Expression) -> bool:
-    if isinstance(node, exp.Paren):
-        return _is_integer(node.this)
-    if isinstance(node, exp.Literal):
-        return not node.is_string and node.name.lstrip("-").isdigit()
-    if isinstance(node, exp.Cast):
-        return node.to.this in (exp.DataType.Type.INT, exp.DataType.Type.BIGINT,
-                                exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT)
-    if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
-        return _is_integer(node.this) and _is_integer(node.expression)
-    if isinstance(node, exp.Window):
-        return _is_integer(node.this)
-    if isinstance(node, exp.Anonymous):
-        return node.name.lower() in ("dense_rank", "rank", "row_number")
-    return isinstance(node, _INTEGER_FUNCTIONS) or type(node).__name__ in ("DenseRank", "Rank")
 
 
 def _is_date(node: exp.Expression | None) -> bool:

@@ -54,14 +54,16 @@ class EmbeddedAthenaHook:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         try:
             result = self.engine.execute(query, database, query_id=query_id)
-        except EngineError as exc:
-            info["Status"] |= {"State": "FAILED", "StateChangeReason": str(exc),
-                               "AthenaError": {"ErrorMessage": str(exc)}}
+        except Exception as exc:  # a query that fails is FAILED with a reason, as on Athena
+            reason = str(exc) if isinstance(exc, EngineError) else f"GENERIC_INTERNAL_ERROR: {exc!r}"
+            info["Status"] |= {"State": "FAILED", "StateChangeReason": reason,
+                               "AthenaError": {"ErrorMessage": reason}}
             info["Statistics"] = {"DataScannedInBytes": 0}
         else:
             info["StatementType"] = result.statement_type
             info["Columns"] = result.columns
             info["Statistics"] = {"DataScannedInBytes": result.data_scanned_bytes}
+            info["UpdateCount"] = result.update_count
             if result.table is not None and result.columns:
                 pq.write_table(result.table, self.results_dir / f"{query_id}.parquet")
         info["Statistics"]["EngineExecutionTimeInMillis"] = int((time.monotonic() - started) * 1000)
@@ -100,7 +102,7 @@ class EmbeddedAthenaHook:
             page = table.slice(start, max_results - int(header))
             rows = list(zip(*(column.to_pylist() for column in page.columns)))
         response = {"ResultSet": results.result_set(columns, rows, header),
-                    "UpdateCount": 0, "ResponseMetadata": {"HTTPStatusCode": 200}}
+                    "UpdateCount": info.get("UpdateCount", 0), "ResponseMetadata": {"HTTPStatusCode": 200}}
         if start + len(rows) < total:
             response["NextToken"] = str(start + len(rows))
         return response
