@@ -19,12 +19,14 @@ the engine at once without DuckDB's single-writer lock; the catalogue serialises
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +42,7 @@ from runtime_events.embedded.metastore import CatalogError, Metastore, TableInfo
 MAX_WRITE_PARTITIONS = 100
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 MAX_FILE_BYTES = 128 * 1024 * 1024
+READ_ATTEMPTS = 3
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 
 
@@ -138,14 +141,21 @@ class EmbeddedEngine:
         if len(statements) != 1:
             raise EngineError("INVALID_QUERY: Only one sql statement is allowed")
         statement = statements[0]
-        try:
-            return self._dispatch(statement, database, query_id)
-        except CatalogError as exc:
-            raise EngineError(str(exc)) from None
-        except rawfiles.RawFileError as exc:
-            raise EngineError(str(exc)) from None
-        except duckdb.Error as exc:
-            raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._dispatch(statement, database, query_id)
+            except (duckdb.IOException, FileNotFoundError) as exc:
+                # A publish re-pointed a partition and deleted its old files between reading the
+                # catalogue and reading the files: read the catalogue again.
+                if attempt == READ_ATTEMPTS - 1 or not isinstance(statement, exp.Query):
+                    raise EngineError(f"HIVE_CANNOT_OPEN_SPLIT: {exc}") from None
+            except CatalogError as exc:
+                raise EngineError(str(exc)) from None
+            except rawfiles.RawFileError as exc:
+                raise EngineError(str(exc)) from None
+            except duckdb.Error as exc:
+                raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
+        raise AssertionError("unreachable")
 
     def _dispatch(self, statement: exp.Expression, database: str, query_id: str) -> QueryResult:
         if isinstance(statement, exp.Create):
@@ -439,11 +449,21 @@ class EmbeddedEngine:
         rows = con.execute("DESCRIBE __result").fetchall()
         return [(name, hive_type(dtype)) for name, dtype, *_ in rows]
 
-    def _connect(self):
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # A spill folder of its own: DuckDB names its temporary files the same in every process.
+        spill = tempfile.mkdtemp(prefix="runtime_events_duckdb_")
         con = duckdb.connect(config={"threads": self.threads} if self.threads else {})
+        try:
+            yield self._configure(con, spill)
+        finally:
+            con.close()
+            shutil.rmtree(spill, ignore_errors=True)
+
+    def _configure(self, con: duckdb.DuckDBPyConnection, spill: str) -> duckdb.DuckDBPyConnection:
         if self.memory_limit:
             con.execute(f"SET memory_limit = {_literal(self.memory_limit)}")
-        con.execute(f"SET temp_directory = {_literal(tempfile.gettempdir() + '/runtime_events_duckdb')}")
+        con.execute(f"SET temp_directory = {_literal(spill)}")
         con.execute("SET TimeZone = 'UTC'")
         # Trino divides integers as integers (truncating); DuckDB's "/" would give a double.
         con.execute("SET integer_division = true")
