@@ -10,8 +10,10 @@ Athena tables, for the UTC day of the run and the `lookback_days` before it:
 4. **write**: the new curated partitions into a folder of this run, in batches of at most 100
    partitions (`write_parquet_batches`), then audit them (`audit_parquet_version`);
 5. **publish**: point `runtime_events_parquet`'s partitions at them in one catalogue change;
-6. **aggregate**: rebuild and publish the four daily aggregate tables the same way;
-7. **record** the run's line accounting in `runtime_events_load_audit`;
+6. **aggregate**: rebuild and publish the four daily aggregate tables the same way, which updates
+   one Airflow Asset per table and refreshes the SPICE datasets of `quicksight_dataset_ids`;
+7. **record** the run's line accounting in `runtime_events_load_audit` and what each statement
+   scanned and cost in `runtime_events_query_costs`;
 8. **teardown**: drop the run's work tables and delete its stage and replaced data.
 
 Every statement is an `include/sql` file run by the Amazon provider's `AthenaOperator`, on Athena
@@ -21,10 +23,11 @@ order, leave the same tables.
 
 from __future__ import annotations
 
+from airflow.providers.amazon.aws.operators.quicksight import QuickSightCreateIngestionOperator
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from runtime_events import checks, runs
-from runtime_events.operators import RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
+from runtime_events.operators import AWS_CLIENT_CONFIG, RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
 from runtime_events.paths import SQL_DIR
 from runtime_events.tables import AGGREGATES, TABLES
 
@@ -86,12 +89,32 @@ def runtime_events_daily():
         task_id="build_aggregates", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
     ).expand(query=[table.build_sql for table in AGGREGATES])
 
-    @task
-    def publish_aggregates(run: dict) -> list[dict]:
-        return runs.publish_aggregates(run)
+    @task(outlets=list(runs.AGGREGATE_ASSETS))
+    def publish_aggregates(run: dict, **context) -> list[dict]:
+        return runs.publish_aggregates(run, context["outlet_events"])
 
+    @task
+    def plan_quicksight_refreshes(run: dict) -> list[dict]:
+        return runs.quicksight_refreshes(run)
+
+    refresh_quicksight_datasets = QuickSightCreateIngestionOperator.partial(
+        task_id="refresh_quicksight_datasets", wait_for_completion=False, botocore_config=AWS_CLIENT_CONFIG,
+        map_index_template="{{ task.data_set_id }}",
+    ).expand_kwargs(plan_quicksight_refreshes(run))
+
+    # -- record --------------------------------------------------------------------------------
     record_load_audit = RuntimeEventsQueryOperator(
         task_id="record_load_audit", query="runtime_events_load_audit/record_run.sql", run=run
+    )
+
+    @task
+    def collect_query_costs(**context) -> dict:
+        return runs.collect_query_costs(context)
+
+    query_costs = collect_query_costs()
+    record_query_costs = RuntimeEventsQueryOperator(
+        task_id="record_query_costs", query="runtime_events_query_costs/record_run.sql", run=run,
+        sql_params=query_costs,
     )
 
     # -- teardown ------------------------------------------------------------------------------
@@ -110,10 +133,13 @@ def runtime_events_daily():
         >> audit_parquet_version
         >> publish_parquet_partitions(run)
         >> build_aggregates
-        >> publish_aggregates(run)
+        >> (aggregates_published := publish_aggregates(run))
         >> record_load_audit
+        >> query_costs
+        >> record_query_costs
         >> clean_up(run).as_teardown(setups=run)
     )
+    aggregates_published >> refresh_quicksight_datasets
 
 
 runtime_events_daily()

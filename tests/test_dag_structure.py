@@ -46,9 +46,9 @@ def test_every_referenced_sql_file_exists(dagbag):
     referenced = set()
     for task in dag.tasks:
         query = getattr(task, "query_file", None) or getattr(task, "partial_kwargs", {}).get("query")
-        mapped = getattr(task, "expand_input", None)
-        if mapped is not None and "query" in getattr(mapped, "value", {}):
-            referenced.update(mapped.value["query"])
+        mapped = getattr(getattr(task, "expand_input", None), "value", None)
+        if isinstance(mapped, dict) and "query" in mapped:  # not expand_kwargs (refresh_quicksight_datasets)
+            referenced.update(mapped["query"])
         elif isinstance(query, str):
             referenced.add(query)
     assert referenced, "no task refers to a .sql file"

@@ -5,6 +5,9 @@ when the task runs (never while the DAG file is parsed), the ``.sql`` file sees 
 plan as ``params``, and the hook behind the operator is Athena's or the embedded engine's. The SQL
 text, the polling and the failure handling are the provider's own on both engines.
 
+Every statement pushes its statistics (query id, statement type, bytes scanned) to XCom under
+``QUERY_STATISTICS``; ``collect_query_costs`` turns them into the run's cost rows.
+
 ``RuntimeEventsCheckOperator`` also reads the query's result rows, as Athena returns them, and
 hands them to a check function.
 """
@@ -17,10 +20,18 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.common.compat.sdk import AirflowException
 
 from runtime_events import results
 from runtime_events.settings import Settings, airflow_lookup
 from runtime_events.sql import sql_params
+
+# Athena answers bursts of StartQueryExecution with TooManyRequestsException, Glue and S3 with
+# their own throttling errors: botocore's standard mode retries them (and 5xx and dropped
+# connections) with exponential backoff and jitter, up to 10 attempts instead of the default 3-5.
+AWS_CLIENT_CONFIG = {"retries": {"mode": "standard", "max_attempts": 10}}
+QUERY_STATISTICS = "query_statistics"
 
 
 class RuntimeEventsQueryOperator(AthenaOperator):
@@ -35,6 +46,7 @@ class RuntimeEventsQueryOperator(AthenaOperator):
 
     def __init__(self, *, query: str, run: Any = None, sql_params: dict | None = None, **kwargs) -> None:
         kwargs.setdefault("sleep_time", 2)
+        kwargs.setdefault("botocore_config", AWS_CLIENT_CONFIG)
         super().__init__(query=query, **kwargs)
         self.query_file = query  # the file name, for logs and map indexes; query becomes its text
         self.run = run
@@ -70,6 +82,36 @@ class RuntimeEventsQueryOperator(AthenaOperator):
 
         return EmbeddedAthenaHook(self.settings.curated_location, log_query=self.log_query)
 
+    def execute(self, context) -> str:
+        query_execution_id = super().execute(context)
+        self._push_statistics(context, query_execution_id)
+        return query_execution_id
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> str:
+        event = validate_execute_complete_event(event)
+        query_execution_id = event["value"]
+        if event["status"] != "success":
+            # The trigger only says its waiter stopped: fail with Athena's own reason, as the
+            # operator does when it polls.
+            state = self.hook.check_query_status(query_execution_id)
+            raise AirflowException(
+                f"Final state of Athena job is {state}, query_execution_id is {query_execution_id}. "
+                f"Error: {self.hook.get_state_change_reason(query_execution_id) or event.get('message')}"
+            )
+        self.query_execution_id = query_execution_id
+        self._push_statistics(context, query_execution_id)
+        return query_execution_id
+
+    def _push_statistics(self, context, query_execution_id: str) -> None:
+        execution = self.hook.get_query_info(query_execution_id)["QueryExecution"]
+        scanned = int(execution.get("Statistics", {}).get("DataScannedInBytes") or 0)
+        self.log.info("Query %s scanned %d bytes", query_execution_id, scanned)
+        context["ti"].xcom_push(key=QUERY_STATISTICS, value={
+            "task_id": self.task_id, "map_index": context["ti"].map_index,
+            "query_execution_id": query_execution_id,
+            "statement_type": execution.get("StatementType"), "data_scanned_bytes": scanned,
+        })
+
 
 class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
     """Run a query, read its rows and pass them to ``check(rows, run, settings)``; what the check
@@ -80,8 +122,7 @@ class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
         self.check = check
 
     def execute(self, context) -> Any:
-        query_execution_id = super().execute(context)
-        return self._check(query_execution_id)
+        return self._check(super().execute(context))
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:
         return self._check(super().execute_complete(context, event))

@@ -6,13 +6,20 @@ runs, except ``PARSE_SETTINGS`` (environment only, no metastore or network call)
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 from datetime import date, timedelta
 
 import pendulum
+from airflow.sdk import Asset
 
 from runtime_events import publish, sql
+from runtime_events.operators import QUERY_STATISTICS
 from runtime_events.settings import Settings, airflow_lookup
 from runtime_events.tables import AGGREGATES, EVENTS
+
+log = logging.getLogger(__name__)
 
 PARSE_SETTINGS = Settings.load()
 START_DATE = pendulum.datetime(
@@ -25,6 +32,21 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,
 }
+# One asset per aggregate table, updated when publish_aggregates re-points its partitions; the
+# event's extra names the days rebuilt. Downstream DAGs schedule on them.
+AGGREGATE_ASSETS = tuple(
+    Asset(name=f"{PARSE_SETTINGS.database}.{table.name}", uri=f"athena://{PARSE_SETTINGS.database}/{table.name}",
+          group="runtime-events")
+    for table in AGGREGATES
+)
+
+# Athena's price: $5 per TB scanned, each query rounded up to the MB with a 10 MB minimum; DDL
+# statements are free (https://aws.amazon.com/athena/pricing/).
+USD_PER_TB = 5.0
+MB, TB = 2**20, 2**40
+MIN_BILLED_BYTES = 10 * MB
+_STATISTICS = {"task_id": re.compile(r"^[a-z][a-z0-9_]*$"), "query_execution_id": re.compile(r"^[A-Za-z0-9-]+$"),
+               "statement_type": re.compile(r"^(DDL|DML|UTILITY)$")}
 
 
 def run_day(context) -> date:
@@ -46,9 +68,48 @@ def publish_events(run: dict) -> dict:
     return publish.publish(Settings.load(airflow_lookup()), EVENTS, run)
 
 
-def publish_aggregates(run: dict) -> list[dict]:
+def publish_aggregates(run: dict, outlet_events) -> list[dict]:
     settings = Settings.load(airflow_lookup())
-    return [publish.publish(settings, table, run) for table in AGGREGATES]
+    summaries = [publish.publish(settings, table, run) for table in AGGREGATES]
+    for asset in AGGREGATE_ASSETS:
+        outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")}
+    return summaries
+
+
+def quicksight_refreshes(run: dict) -> list[dict]:
+    """One SPICE ingestion per dataset of ``quicksight_dataset_ids`` (none: the task is skipped)."""
+    settings = Settings.load(airflow_lookup())
+    if not settings.is_athena:
+        if settings.quicksight_dataset_ids:
+            log.info("engine %s: QuickSight datasets are refreshed on Athena only", settings.engine)
+        return []
+    return [{"data_set_id": dataset, "ingestion_id": run["run_token"], "aws_conn_id": settings.aws_conn_id}
+            for dataset in settings.quicksight_dataset_ids]
+
+
+def billed_bytes(statement_type: str | None, scanned: int) -> int:
+    if statement_type == "DDL" and scanned == 0:
+        return 0
+    return max(math.ceil(scanned / MB) * MB, MIN_BILLED_BYTES)
+
+
+def collect_query_costs(context) -> dict:
+    """The statistics every statement of the run pushed, with their estimated cost, as the
+    ``statements`` of ``runtime_events_query_costs/record_run.sql``; logs the run's total."""
+    pushed = context["ti"].xcom_pull(task_ids=list(context["dag"].task_ids), key=QUERY_STATISTICS)
+    statements = []
+    for stats in filter(None, pushed):
+        for key, form in _STATISTICS.items():
+            if not form.match(str(stats[key])):
+                raise ValueError(f"query statistics {key}={stats[key]!r} is not of the form Athena reports")
+        scanned = int(stats["data_scanned_bytes"])
+        billed = billed_bytes(stats["statement_type"], scanned)
+        statements.append({**stats, "map_index": int(stats["map_index"]), "data_scanned_bytes": scanned,
+                           "billed_bytes": billed, "estimated_cost_usd": billed / TB * USD_PER_TB})
+    log.info("run total: %d statements scanned %d bytes, billed %d bytes, estimated cost $%.6f",
+             len(statements), sum(s["data_scanned_bytes"] for s in statements),
+             sum(s["billed_bytes"] for s in statements), sum(s["estimated_cost_usd"] for s in statements))
+    return {"statements": statements}
 
 
 def clean_up(run: dict | None) -> dict:

@@ -51,13 +51,22 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
         "raw_location": settings.raw_location,
         "curated_location": settings.curated_location,
         "redact_cmdline": settings.redact_cmdline,
+        "raw_layout": settings.raw_layout,
     }
+    if settings.raw_layout != "flat":
+        params["arrival_format"] = java_date_format(settings.raw_layout)
+        params["arrival_range_start"] = arrival_folder(settings.raw_layout, ARRIVAL_RANGE_START)
     if run:
         if not _TOKEN.match(run["run_token"]):
             raise ValueError(f"run token {run['run_token']!r} is not of the form the project makes")
         for key in ("logical_date", "dt_from", "dt_to"):
             date.fromisoformat(run[key])
         params |= {key: run[key] for key in ("logical_date", "dt_from", "dt_to", "run_token", "days")}
+        if settings.raw_layout != "flat":
+            # Files arrive on the event's day or later: D-lookback .. D+1 can hold the window.
+            last = date.fromisoformat(run["dt_to"]) + timedelta(days=1)
+            arrival = [date.fromisoformat(d) for d in run["days"]] + [last]
+            params["arrival_dates"] = [arrival_folder(settings.raw_layout, d) for d in arrival]
     for key, value in (extra or {}).items():
         if key == "batch" and not (isinstance(value, int) and value >= 0):
             raise ValueError(f"batch must be a whole number, not {value!r}")
@@ -65,6 +74,28 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
             raise ValueError(f"table must be a table name, not {value!r}")
         params[key] = value
     return params
+
+
+ARRIVAL_RANGE_START = date(2000, 1, 1)
+
+
+def arrival_folder(layout: str, day: date) -> str:
+    """The folder of ``raw_layout`` for files that arrived on ``day``, without the trailing /."""
+    return (layout.replace("{yyyy}", f"{day:%Y}").replace("{MM}", f"{day:%m}")
+            .replace("{dd}", f"{day:%d}").rstrip("/"))
+
+
+def java_date_format(layout: str) -> str:
+    """``raw_layout`` as the Java date pattern of Athena partition projection:
+    ``{yyyy}/{MM}/{dd}/`` -> ``yyyy/MM/dd``; ``dt={yyyy}-{MM}-{dd}/`` -> ``'dt='yyyy-MM-dd``."""
+    parts = re.split(r"(\{yyyy\}|\{MM\}|\{dd\})", layout.rstrip("/"))
+    out = []
+    for part in parts:
+        if part in ("{yyyy}", "{MM}", "{dd}"):
+            out.append(part[1:-1])
+        elif part:
+            out.append(f"'{part}'" if re.search(r"[A-Za-z]", part) else part)
+    return "".join(out)
 
 
 def template_environment() -> jinja2.Environment:

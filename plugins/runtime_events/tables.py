@@ -28,6 +28,7 @@ RAW_EVENTS = Table("runtime_events", description="the Panoptica guide's raw JSON
 RAW_LINES = Table("runtime_events_lines", description="the alert files as lines of text")
 EVENTS = Table("runtime_events_parquet", ("dt", "cluster_id"), "one row per valid, unique alert")
 LOAD_AUDIT = Table("runtime_events_load_audit", description="each run's line accounting per day")
+QUERY_COSTS = Table("runtime_events_query_costs", description="each run's statements: bytes scanned, cost")
 
 AGGREGATES = (
     Table("daily_rule_counts", ("dt",), "alerts per cluster, rule and severity"),
@@ -36,7 +37,7 @@ AGGREGATES = (
     Table("daily_cve_counts", ("dt",), "alerts per cluster and CVE"),
 )
 
-TABLES = (RAW_EVENTS, RAW_LINES, EVENTS, *AGGREGATES, LOAD_AUDIT)
+TABLES = (RAW_EVENTS, RAW_LINES, EVENTS, *AGGREGATES, LOAD_AUDIT, QUERY_COSTS)
 PUBLISHED = (EVENTS, *AGGREGATES)
 
 

@@ -13,6 +13,10 @@ WITH lines AS (
     SELECT "$path" AS source_file, line, try(json_parse(line)) AS doc
     FROM {{ params.database }}.runtime_events_lines
     WHERE NOT regexp_like(line, '^\s*$')
+{%- if params.raw_layout != 'flat' %}
+        -- only the folders whose files can hold the window's alerts (arrival trails the event)
+        AND arrival_date IN ('{{ params.arrival_dates | join("', '") }}')
+{%- endif %}
 ),
 
 -- A string value as it is; any other JSON value as its compact JSON text; null when missing.

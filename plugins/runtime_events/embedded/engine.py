@@ -20,6 +20,7 @@ the engine at once without DuckDB's single-writer lock; the catalogue serialises
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import os
 import re
@@ -519,15 +520,28 @@ class EmbeddedEngine:
                      pruning: list[exp.Expression]) -> int:
         if info.format == "parquet":
             return self._parquet_view(con, view, info, wants_path, pruning)
-        files = rawfiles.list_files(_local(info.location))
-        lines, scanned = rawfiles.read_lines(files)
+        keys = [k for k, _ in info.partition_keys]
+        if keys:
+            partitions = self._prune(con, view, info, self._text_partitions(info), pruning)
+            tables, scanned = [], 0
+            for values, location in partitions:
+                lines, size = rawfiles.read_lines(rawfiles.list_files(_local(location)))
+                scanned += size
+                tables.append(lines.append_column(keys[0], pa.array([values[0]] * lines.num_rows, pa.large_string())))
+            empty = rawfiles.read_lines([])[0]
+            empty = empty.append_column(keys[0], pa.array([], pa.large_string()))
+            lines = pa.concat_tables(tables) if tables else empty
+            partition_sql = f", {_ident(keys[0])}"
+        else:
+            lines, scanned = rawfiles.read_lines(rawfiles.list_files(_local(info.location)))
+            partition_sql = ""
         con.register(f"{view}_lines", lines)
         path = ', "$path"' if wants_path else ""
         if info.format == "text":
-            if len(info.columns) != 1:
+            if len(info.columns) != 1 or len(keys) > 1:
                 raise EngineError("NOT_SUPPORTED: the embedded engine reads one-column text tables only")
             column = _ident(info.columns[0][0])
-            con.execute(f"CREATE TEMP VIEW {view} AS SELECT line AS {column}{path} FROM {view}_lines")
+            con.execute(f"CREATE TEMP VIEW {view} AS SELECT line AS {column}{partition_sql}{path} FROM {view}_lines")
             return scanned
         # The JSON SerDe: a column per top-level key; a malformed line is a row of nulls.
         selects = []
@@ -539,26 +553,54 @@ class EmbeddedEngine:
                 value = f"TRY_CAST({value} AS {duckdb_type(hive)})"
             selects.append(f"{value} AS {_ident(name)}")
         con.execute(
-            f"CREATE TEMP VIEW {view} AS SELECT {', '.join(selects)}{path} FROM "
+            f"CREATE TEMP VIEW {view} AS SELECT {', '.join(selects)}{partition_sql}{path} FROM "
             f"(SELECT CASE WHEN json_type(trino_json_parse(line)) = 'OBJECT' THEN trino_json_parse(line) END AS __doc, "
-            f"\"$path\" FROM {view}_lines)"
+            f"\"$path\"{partition_sql} FROM {view}_lines)"
         )
         return scanned
+
+    def _text_partitions(self, info: TableInfo) -> list[tuple[tuple, str]]:
+        """Registered partitions, or with partition projection every day of the projected range
+        (Athena computes them the same way instead of asking the catalogue)."""
+        props = info.properties
+        if props.get("projection.enabled", "").lower() != "true":
+            return [(p.values, p.location) for p in info.partitions]
+        (key, _), = info.partition_keys
+        if props.get(f"projection.{key}.type") != "date":
+            raise EngineError("NOT_SUPPORTED: the embedded engine projects date partitions only")
+        fmt = _java_to_strftime(props[f"projection.{key}.format"])
+        first, last = props[f"projection.{key}.range"].split(",")
+        parse = lambda text: dt.date.today() if text.strip().upper() == "NOW" else dt.datetime.strptime(text.strip(), fmt).date()  # noqa: E731
+        day, end = parse(first), parse(last)
+        template = props.get("storage.location.template") or info.location + "${" + key + "}/"
+        partitions = []
+        while day <= end:
+            value = day.strftime(fmt)
+            partitions.append(((value,), template.replace("${" + key + "}", value)))
+            day += dt.timedelta(days=1)
+        return partitions
+
+    @staticmethod
+    def _prune(con, view: str, info: TableInfo, partitions: list, pruning: list[exp.Expression]) -> list:
+        """The partitions whose values satisfy the query's conditions on partition keys."""
+        if not pruning or not partitions:
+            return partitions
+        keys = [k for k, _ in info.partition_keys]
+        rows = pa.table({"__idx": list(range(len(partitions))),
+                         **{k: [v[i] for v, _ in partitions] for i, k in enumerate(keys)}})
+        con.register(f"{view}_parts", rows)
+        where = " AND ".join(c.sql(dialect="duckdb") for c in pruning)
+        typed = ", ".join(f"CAST({_ident(k)} AS {duckdb_type(t)}) AS {_ident(k)}" for k, t in info.partition_keys)
+        keep = con.execute(
+            f"SELECT __idx FROM (SELECT __idx, {typed} FROM {view}_parts) WHERE {where}"
+        ).fetchall()
+        return [partitions[i] for (i,) in keep]
 
     def _parquet_view(self, con, view: str, info: TableInfo, wants_path: bool,
                       pruning: list[exp.Expression]) -> int:
         keys = [k for k, _ in info.partition_keys]
         if keys:
-            partitions = [(p.values, p.location) for p in info.partitions]
-            if pruning and partitions:
-                rows = pa.table({k: [v[i] for v, _ in partitions] for i, k in enumerate(keys)})
-                con.register(f"{view}_parts", rows)
-                where = " AND ".join(c.sql(dialect="duckdb") for c in pruning)
-                typed = ", ".join(f"CAST({_ident(k)} AS {duckdb_type(t)}) AS {_ident(k)}" for k, t in info.partition_keys)
-                keep = con.execute(
-                    f"SELECT idx FROM (SELECT row_number() OVER () - 1 AS idx, {typed} FROM {view}_parts) WHERE {where}"
-                ).fetchall()
-                partitions = [partitions[i] for (i,) in keep]
+            partitions = self._prune(con, view, info, [(p.values, p.location) for p in info.partitions], pruning)
         else:
             partitions = [((), info.location)]
         files: list[tuple[str, tuple]] = []
@@ -625,6 +667,26 @@ def _translate(query: exp.Expression) -> exp.Expression:
 
 def _is_date(node: exp.Expression | None) -> bool:
     return isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE
+
+
+def _java_to_strftime(pattern: str) -> str:
+    """A Java date pattern of partition projection ("yyyy/MM/dd", "'dt='yyyy-MM-dd") for strftime."""
+    out, i = [], 0
+    tokens = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H"}
+    while i < len(pattern):
+        if pattern[i] == "'":
+            end = pattern.index("'", i + 1)
+            out.append(pattern[i + 1:end].replace("%", "%%") or "'")
+            i = end + 1
+            continue
+        token = next((t for t in tokens if pattern.startswith(t, i)), None)
+        if token:
+            out.append(tokens[token])
+            i += len(token)
+        else:
+            out.append(pattern[i].replace("%", "%%"))
+            i += 1
+    return "".join(out)
 
 
 def _json_key(name: str) -> str:
