@@ -15,7 +15,7 @@ LOCATION '{{ params.raw_location }}'
 TBLPROPERTIES (
     'projection.enabled' = 'true',
     'projection.arrival_date.type' = 'date',
-    'projection.arrival_date.format' = '{{ params.arrival_format | replace("'", "''") }}',
+    'projection.arrival_date.format' = '{{ params.arrival_format | replace("'", "\\'") }}',
     'projection.arrival_date.range' = '{{ params.arrival_range_start }},NOW',
     'projection.arrival_date.interval' = '1',
     'projection.arrival_date.interval.unit' = 'DAYS',
