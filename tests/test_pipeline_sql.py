@@ -127,3 +127,23 @@ def test_reject_threshold_names_counts_reasons_and_files(tmp_path):
     # nothing was published
     engine = EmbeddedEngine(tmp_path / "curated" / "_catalog")
     assert engine.metastore.get_table("runtime_security", "runtime_events_parquet").partitions == ()
+
+
+def test_reject_share_is_taken_over_every_scanned_line(tmp_path):
+    """A quiet window over a long history: old garbage is a small share of what the run read."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "history.json").write_text("".join(
+        f'{{"evt.time": "2026-01-{d:02d}T10:00:00Z", "cluster_id": "c1", "rule_name": "r{i}"}}\n'
+        for d in range(1, 29) for i in range(4)))
+    (raw / "garbage.json").write_text("not json\n" * 10)
+    (raw / "today.json").write_text('{"evt.time": "2026-05-10T10:00:00Z", "cluster_id": "c1", "rule_name": "r"}\n' * 2)
+    pipeline = Pipeline(make_settings(tmp_path, reject_threshold="0.1"))
+    pipeline.run_day("2026-05-10")  # 10 of 124 lines rejected: 8%, under the threshold
+    audit = pipeline.table("runtime_events_load_audit")
+    assert audit.loc[audit["dt"].isna(), "rejected_malformed_json"].item() == 10
+    assert audit.loc[audit["dt"] == "2026-05-10", "alerts_loaded"].item() == 1
+    assert audit.loc[audit["dt"] == "2026-05-10", "duplicates_dropped"].item() == 1
+    (raw / "garbage.json").write_text("not json\n" * 20)
+    with pytest.raises(checks.DataQualityError, match="20 of 134 alert lines"):
+        pipeline.run_day("2026-05-10")

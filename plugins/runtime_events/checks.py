@@ -24,11 +24,9 @@ class DataQualityError(Exception):
 
 
 def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
-    """Account for every staged line and enforce ``reject_threshold``; returns the publish
-    batches (``[{"batch": 0}, ...]``, at least one) for the mapped write task."""
+    """Account for every scanned line and enforce ``reject_threshold`` over all of them; returns
+    the publish batches (``[{"batch": 0}, ...]``, at least one) for the mapped write task."""
     scanned = sum(r["line_count"] for r in rows)
-    loaded = sum(r["event_count"] for r in rows if r["reject_reason"] is None)
-    valid = sum(r["line_count"] for r in rows if r["reject_reason"] is None)
     reasons: Counter = Counter()
     files: Counter = Counter()
     for r in rows:
@@ -37,16 +35,20 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
             files[r["source_file"]] += r["line_count"]
     rejected = sum(reasons.values())
     for day in run["days"]:
-        day_rows = [r for r in rows if r["dt"] == day]
-        day_valid = sum(r["line_count"] for r in day_rows if r["reject_reason"] is None)
-        day_loaded = sum(r["event_count"] for r in day_rows if r["reject_reason"] is None)
-        log.info("dt=%s: %d lines scanned, %d alerts loaded, %d duplicates dropped, %d rejected",
-                 day, sum(r["line_count"] for r in day_rows), day_loaded, day_valid - day_loaded,
+        day_rows = [r for r in rows if r["scope"] == "window" and r["dt"] == day]
+        valid = sum(r["line_count"] for r in day_rows if r["reject_reason"] is None)
+        loaded = sum(r["event_count"] for r in day_rows if r["reject_reason"] is None)
+        log.info("dt=%s: %d lines, %d alerts loaded, %d duplicates dropped, %d rejected", day,
+                 sum(r["line_count"] for r in day_rows), loaded, valid - loaded,
                  sum(r["line_count"] for r in day_rows if r["reject_reason"] is not None))
-    unknown_day = sum(r["line_count"] for r in rows if r["dt"] is None)
-    log.info("window %s..%s: %d lines scanned, %d alerts loaded, %d duplicates, %d rejected "
-             "(%d of them with no known day); reasons: %s", run["dt_from"], run["dt_to"], scanned,
-             loaded, valid - loaded, rejected, unknown_day, dict(reasons) or "none")
+    by_scope = Counter()
+    for r in rows:
+        by_scope[r["scope"]] += r["line_count"]
+    log.info("scanned %d lines in %d files: %d in the window %s..%s, %d of other days, %d rejected "
+             "with no known day; rejected in all: %d %s", scanned,
+             len({r["source_file"] for r in rows if r["source_file"]}), by_scope["window"],
+             run["dt_from"], run["dt_to"], by_scope["other_days"], by_scope["unknown_day"], rejected,
+             dict(reasons) or "")
     if scanned and rejected / scanned > settings.reject_threshold:
         named = ", ".join(f"{f} ({n})" for f, n in files.most_common(MAX_FILES_NAMED))
         more = len(files) - MAX_FILES_NAMED

@@ -9,7 +9,7 @@ WITH days AS (
 per_day AS (
     SELECT
         dt,
-        count(*) AS lines_scanned,
+        sum(line_count) AS lines_scanned,
         count_if(copy_number = 1) AS alerts_loaded,
         count_if(copy_number > 1) AS duplicates_dropped,
         count_if(reject_reason IS NOT NULL) AS lines_rejected,
@@ -21,6 +21,7 @@ per_day AS (
         count_if(reject_reason = 'missing_rule_name') AS rejected_missing_rule_name,
         count(DISTINCT CASE WHEN reject_reason IS NOT NULL THEN source_file END) AS files_with_rejects
     FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+    WHERE scope <> 'other_days'
     GROUP BY dt
 )
 

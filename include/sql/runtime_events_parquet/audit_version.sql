@@ -3,7 +3,7 @@
 WITH expected AS (
     SELECT dt, count(DISTINCT event_id) AS expected_rows
     FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
-    WHERE reject_reason IS NULL
+    WHERE reject_reason IS NULL AND scope = 'window'
     GROUP BY dt
 ),
 

@@ -167,6 +167,19 @@ curated AS (
         cluster_id,
         CAST(CAST(event_time AS date) AS varchar) AS dt
     FROM classified
+),
+
+-- Lines of days outside the window belong to other runs; they are only counted here, so that
+-- the reject share is taken over every line this run scanned.
+scoped AS (
+    SELECT
+        c.*,
+        CASE
+            WHEN dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}' THEN 'window'
+            WHEN dt IS NULL THEN 'unknown_day'
+            ELSE 'other_days'
+        END AS scope
+    FROM curated AS c
 )
 
 SELECT
@@ -184,6 +197,8 @@ SELECT
     source_file,
     reject_reason,
     rejected_line,
+    scope,
+    CAST(1 AS bigint) AS line_count,
     cluster_id,
     -- one copy of each alert is published; the others are counted as duplicates
     CASE WHEN reject_reason IS NULL
@@ -194,6 +209,20 @@ SELECT
         THEN (dense_rank() OVER (PARTITION BY reject_reason IS NULL ORDER BY dt, cluster_id) - 1) / 100
     END AS write_batch,
     dt
-FROM curated
-WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
-    OR dt IS NULL
+FROM scoped
+WHERE scope <> 'other_days'
+
+UNION ALL
+
+SELECT
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    source_file,
+    reject_reason,
+    NULL,
+    scope,
+    count(*),
+    NULL, NULL, NULL,
+    NULL
+FROM scoped
+WHERE scope = 'other_days'
+GROUP BY source_file, reject_reason, scope
