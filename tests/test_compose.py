@@ -1,12 +1,14 @@
 """The docker-compose stack: what a user of ``docker compose up`` relies on, checked without an engine.
 
-The file is checked by two Compose implementations of its format: the Compose Specification's
-JSON schema (the copy shipped in the test dependency check-jsonschema) and Debian's
-``docker-compose config``, which also merges the YAML anchors and resolves the variables the way
-``docker compose up`` does. Then the stack's promises: Airflow's own service layout, pinned
-images, the project installed from ``docker/Dockerfile`` with the pinned constraints, the repo's
-folders mounted where the image installed them, the embedded engine by default with the lake on a
-named volume, every setting passed through from the environment, and no AWS credential baked in.
+The file is checked twice: against the Compose Specification's JSON schema (the copy shipped in
+the test dependency check-jsonschema), and by a Compose implementation, ``docker compose config``
+(Docker's plugin, or Debian's docker-compose, installed with apt-get when missing), which merges
+the YAML anchors and resolves the variables the way ``docker compose up`` does. Then the stack's
+promises: Airflow's own service layout, pinned images, the project installed by
+``docker/Dockerfile`` with the pinned constraints (its install rehearsed in a virtualenv), the
+repo's folders mounted where the image installed them, the embedded engine by default with the
+lake on a named volume, every setting passed through from the environment, and no AWS credential
+baked in.
 """
 
 from __future__ import annotations
@@ -223,6 +225,53 @@ def test_repo_folders_are_mounted_where_the_image_installed_them(compose, docker
         lake = next(source for source, target in mounts.items() if target == f"{home}/.lake")
         assert lake in compose["volumes"], name
         assert service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"] == installed["dags"], name
+
+
+@pytest.mark.slow
+def test_the_images_install_takes_the_mounted_folders(compose, dockerfile, tmp_path):
+    """docker/Dockerfile's install rehearsed without Docker: its COPY lines into a folder that
+    stands for the image's root, its editable install with the pinned constraints (uv standing in
+    for pip), and then, as in a container, the package must read its SQL from the mounted
+    include/, keep its lake in the named volume, and the DAGs folder must hold the DAG."""
+    from test_packaging import fresh_venv, run
+
+    image = tmp_path / "image"
+    for parts in (args.split() for keyword, args in dockerfile if keyword == "COPY"):
+        target = image / parts[-1].lstrip("/")
+        for source in (p for p in parts[1:-1] if not p.startswith("--")):
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / source, target / source)
+    install = next(args for keyword, args in dockerfile if keyword == "RUN" and "pip install" in args)
+    home = re.search(r"--editable (\S+)", install).group(1)
+    venv = fresh_venv(tmp_path / "venv", f"apache-airflow=={constraint_pin('apache-airflow')}",
+                      "--editable", image / home.lstrip("/"))
+
+    scheduler = compose["services"]["airflow-scheduler"]
+    lake = next(v.split(":")[1] for v in scheduler["volumes"] if v.startswith("runtime-events-lake:"))
+    probe = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+from runtime_events.paths import SQL_DIR
+from runtime_events.settings import Settings
+settings = Settings.load()
+bag = DagBag()
+print(json.dumps({"sql_dir": str(SQL_DIR), "raw": settings.raw_location, "curated": settings.curated_location,
+                  "dags": sorted(bag.dags), "errors": list(bag.import_errors),
+                  "searchpath": bag.dags["runtime_events_daily"].template_searchpath}))
+"""
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(image / scheduler["environment"]["AIRFLOW__CORE__DAGS_FOLDER"].lstrip("/"))}
+    found = json.loads(run(["python", "-c", probe], env, tmp_path).strip().splitlines()[-1])
+    root = image / home.lstrip("/")
+    assert found["sql_dir"] == str(root / "include" / "sql")
+    assert found["searchpath"] == [found["sql_dir"]]
+    assert found["raw"].startswith(str(image / lake.lstrip("/")) + "/")
+    assert found["curated"].startswith(str(image / lake.lstrip("/")) + "/")
+    assert (found["dags"], found["errors"]) == (["runtime_events_daily"], [])
 
 
 def test_every_setting_passes_through_and_none_is_fixed(compose):

@@ -6,24 +6,14 @@ import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent.parent
 
+# A git checkout has plugins/runtime_events beside include/sql; an installed wheel carries its
+# SQL and DAG inside the package (an Astro project's own include/ must not shadow them).
+IN_CHECKOUT = (_CHECKOUT / "include" / "sql").is_dir() and (_CHECKOUT / "plugins" / "runtime_events").is_dir()
 
-def _project_root() -> Path:
-    checkout = _PACKAGE.parent.parent
-    if (checkout / "include" / "sql").is_dir():
-        return checkout
-    # Installed as a wheel: keep the local lake beside the Airflow home.
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).resolve()
+# The local lake's default home: the checkout, or beside the Airflow home when installed.
+PROJECT_ROOT = _CHECKOUT if IN_CHECKOUT else Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).resolve()
 
-
-PROJECT_ROOT = _project_root()
-
-# The SQL files: include/sql in a checkout, runtime_events/sql inside the wheel.
-SQL_DIR = (
-    PROJECT_ROOT / "include" / "sql"
-    if (PROJECT_ROOT / "include" / "sql").is_dir()
-    else _PACKAGE / "sql"
-)
-
-# The DAG files: dags/ in a checkout, runtime_events/dags inside the wheel.
-REPO_DAGS = PROJECT_ROOT / "dags" if (PROJECT_ROOT / "dags").is_dir() else _PACKAGE / "dags"
+SQL_DIR = _CHECKOUT / "include" / "sql" if IN_CHECKOUT else _PACKAGE / "sql"
+REPO_DAGS = _CHECKOUT / "dags" if IN_CHECKOUT else _PACKAGE / "dags"
