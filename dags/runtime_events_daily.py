@@ -93,6 +93,8 @@ def runtime_events_daily():
     def publish_aggregates(run: dict, **context) -> list[dict]:
         return runs.publish_aggregates(run, context["outlet_events"])
 
+    aggregates_published = publish_aggregates(run)
+
     @task
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
         return runs.quicksight_refreshes(run)
@@ -133,7 +135,7 @@ def runtime_events_daily():
         >> audit_parquet_version
         >> publish_parquet_partitions(run)
         >> build_aggregates
-        >> (aggregates_published := publish_aggregates(run))
+        >> aggregates_published
         >> record_load_audit
         >> query_costs
         >> record_query_costs

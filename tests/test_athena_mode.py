@@ -11,11 +11,12 @@ that moto does not:
 * faults: ``TooManyRequestsException`` for the first StartQueryExecution calls, a FAILED query
   with Athena's reason (moto's queries always succeed), a scan size for the cost table.
 
-Three athena runs of one day with 250 clusters (sync and throttled; deferrable with a failing
-write; deferrable rerun) and one embedded run of the same day, started alongside, are checked
-against what users rely on: only Athena SQL to the configured places, the same statements as
-the embedded engine, publish in batches of at most 100 partitions, untouched raw files, deletes
-only inside the tables' own folders, every call allowed by ``docs/iam-policy.json``.
+Two athena runs of one day with 250 clusters (a polling run, on a new account, whose second
+write fails; then a deferrable, throttled run over a version an earlier run published) and one
+embedded run of the same day, started alongside, are checked against what users rely on: only
+Athena SQL to the configured places, the same statements as the embedded engine, publish in
+batches of at most 100 partitions, untouched raw files, deletes only inside the tables' own
+folders, every call allowed by ``docs/iam-policy.json``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ import re
 import sqlite3
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
@@ -41,7 +40,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from runtime_events import runs, sql
+from runtime_events import runs
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, PUBLISHED
 
@@ -59,7 +58,9 @@ CURATED = "s3://lake-bucket/curated/"
 RESULTS = "s3://query-results-bucket/athena/"
 DATASET = "daily-rule-counts-spice"
 STAGE_SCANNED = 3 * 2**40  # the proxy says stage_alerts scanned 3 TiB: $15
-THROTTLED = 5  # botocore's default (legacy) mode gives up after 5 attempts; ours does not
+THROTTLED = 3
+OLD_TOKEN = "r20260228t000000_0badcafe"  # the version an earlier run published
+EARLIER_CLUSTERS = [CLUSTERS[0], CLUSTERS[1], "cluster-gone"]  # its clusters: one is gone since
 GUIDE = "SELECT rule_name, severity, COUNT(rule_name) as count_rules FROM runtime_events GROUP BY rule_name, severity ORDER BY count_rules;"
 TOKEN = re.compile(r"r[0-9]{8}t[0-9]{6}_[0-9a-f]{8}")
 
@@ -115,7 +116,7 @@ def classify(method: str, path: str, query: str, headers, body: bytes, workgroup
     if service == "sts":
         return Call(by, service, dict(parse_qsl(body.decode()))["Action"], ["*"])
     if service == "quicksight":
-        account, dataset, ingestion = re.fullmatch(r"/accounts/(\d+)/data-sets/([^/]+)/ingestions/([^/]+)", path).groups()
+        dataset, ingestion = re.fullmatch(r"/accounts/\d+/data-sets/([^/]+)/ingestions/([^/]+)", path).groups()
         action = {"PUT": "CreateIngestion", "GET": "DescribeIngestion", "DELETE": "CancelIngestion"}[method]
         return Call(by, service, action, [_arn("quicksight", f"dataset/{dataset}")],
                     params={"DataSetId": dataset, "IngestionId": ingestion})
@@ -185,7 +186,10 @@ class AwsProxy:
                 self.calls.append(call)
                 return 400, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(
                     {"__type": "TooManyRequestsException", "Message": "Rate exceeded"}).encode()
-            self.athena.before_start(call.params)
+            try:
+                self.athena.before_start(call.params)
+            except Exception as error:
+                self.errors.append(f"no result rows for {call.params['QueryString'][:200]}: {error!r}")
         status, response_headers, answer = self._forward(method, raw_path, headers, body)
         call.status = status
         if call.service == "athena" and status == 200:
@@ -202,9 +206,6 @@ class AwsProxy:
         answer = response.read()
         connection.close()
         return response.status, response.getheaders(), answer
-
-    def statements(self, since: int = 0) -> list[Call]:
-        return [c for c in self.calls[since:] if c.by == "dag" and c.action == "StartQueryExecution" and c.status == 200]
 
 
 class FakeAthena:
@@ -224,23 +225,21 @@ class FakeAthena:
         request.headers["x-test-actor"] = "athena"
 
     def before_start(self, params: dict) -> None:
+        """Queue the rows a check reads: the query's own columns, filled for a clean stage of
+        two alerts per cluster on DAY (moto gives the queued rows to the next query started)."""
         text = params["QueryString"]
-        rows = None
-        if "last_write_batch" in text:  # audit_stage
-            rows = [("dt", "varchar", DAY), ("reject_reason", "varchar", None), ("source_file", "varchar", None),
-                    ("line_count", "bigint", 2 * len(self.proxy.clusters)),
-                    ("event_count", "bigint", 2 * len(self.proxy.clusters)), ("file_count", "bigint", 1),
-                    ("last_write_batch", "bigint", (len(self.proxy.clusters) - 1) // 100)]
-        elif "expected_rows" in text:  # audit_version
-            n = 2 * len(self.proxy.clusters)
-            rows = [("dt", "varchar", DAY), ("expected_rows", "bigint", n), ("written_rows", "bigint", n),
-                    ("distinct_event_ids", "bigint", n), ("missing_required", "bigint", 0),
-                    ("unknown_severity", "bigint", 0), ("wrong_day", "bigint", 0)]
-        elif text == GUIDE:
-            rows = [("rule_name", "varchar", "Dump Process Memory"), ("severity", "varchar", "High"),
-                    ("count_rules", "bigint", 7)]
-        if rows is not None:
-            queue_results(self.proxy, [rows])
+        if text == GUIDE:
+            queue_results(self.proxy, [("rule_name", "Dump Process Memory"), ("severity", "High"), ("count_rules", 7)])
+            return
+        statement = sqlglot.parse_one(text, read="athena")
+        if not isinstance(statement, exp.Query) or "last_write_batch" not in text and "expected_rows" not in text:
+            return
+        lines = 2 * len(self.proxy.clusters)
+        values = {"scope": "window", "dt": DAY, "reject_reason": None, "source_file": None, "line_count": lines,
+                  "event_count": lines, "file_count": 1, "last_write_batch": (len(self.proxy.clusters) - 1) // 100,
+                  "expected_rows": lines, "written_rows": lines, "distinct_event_ids": lines,
+                  "missing_required": 0, "unknown_severity": 0, "wrong_day": 0}
+        queue_results(self.proxy, [(c, values[c]) for c in statement.named_selects])
 
     def after(self, call: Call) -> dict:
         answer = call.answer
@@ -307,8 +306,9 @@ class FakeAthena:
 
     def _create(self, statement: exp.Create, query_id: str) -> None:
         target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
-        props = {type(p).__name__: p for p in statement.args["properties"].expressions}
-        location = props["LocationProperty"].this.name
+        props = {p.name if type(p) is exp.Property else type(p).__name__: p
+                 for p in statement.args["properties"].expressions}
+        location = (props.get("LocationProperty") or props["external_location"].args["value"]).name
         keys = props.get("PartitionedByProperty")
         keys = [e.name for e in keys.this.expressions] if keys else []
         try:
@@ -352,15 +352,16 @@ class FakeAthena:
                                              PartitionInputList=partitions[i:i + 100])
 
 
-def queue_results(proxy: AwsProxy, results: list[list[tuple]]) -> None:
-    """Queue result sets in moto: the next StartQueryExecution calls get them, in order."""
-    body = {"results": [{
-        "rows": [{"Data": [{"VarCharValue": n} for n, _, _ in rows]}]
-                + [{"Data": [{} if v is None else {"VarCharValue": str(v)} for _, _, v in rows]}],
-        "column_info": [{"Name": n, "Label": n, "Type": t, "Nullable": "UNKNOWN"} for n, t, _ in rows],
-    } for rows in results]}
+def queue_results(proxy: AwsProxy, row: list[tuple[str, object]]) -> None:
+    """Queue one result set (a header and ``row``) in moto for the next query started."""
+    result = {
+        "rows": [{"Data": [{"VarCharValue": name} for name, _ in row]},
+                 {"Data": [{} if v is None else {"VarCharValue": str(v)} for _, v in row]}],
+        "column_info": [{"Name": n, "Label": n, "Type": "bigint" if isinstance(v, int) else "varchar",
+                         "Nullable": "UNKNOWN"} for n, v in row],
+    }
     connection = http.client.HTTPConnection(proxy.moto.hostname, proxy.moto.port, timeout=30)
-    connection.request("POST", "/moto-api/static/athena/query-results", body=json.dumps(body))
+    connection.request("POST", "/moto-api/static/athena/query-results", body=json.dumps({"results": [result]}))
     assert connection.getresponse().status == 201
 
 
@@ -423,33 +424,39 @@ def base_env(home: Path) -> dict:
         "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
         "NO_PROXY": "*",
     })
-    # Test runs only: a task that fails fails the run at once, instead of waiting minutes for
-    # Airflow's retries (so a botocore retry that does not happen shows up as a failure too).
+    # These runs only: a failed task fails the run at once instead of waiting minutes for its
+    # Airflow retries, so a throttled call that botocore did not retry fails the run too.
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "airflow_local_settings.py").write_text("def task_policy(task):\n    task.retries = 0\n")
     return env
 
 
-def athena_env(home: Path, proxy: AwsProxy, **settings: str) -> dict:
-    env = base_env(home)
-    env.update({
-        "AWS_ENDPOINT_URL": proxy.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    })
-    values = {"engine": "athena", "raw_location": RAW, "curated_location": CURATED,
-              "athena_workgroup": WORKGROUP, "athena_output_location": RESULTS,
-              "athena_result_encryption": f"SSE_KMS:{proxy.kms_key}", **settings}
-    env.update({f"AIRFLOW_VAR_RUNTIME_EVENTS_{k.upper()}": v for k, v in values.items()})
+def aws_env(proxy: AwsProxy) -> dict:
+    return {"AWS_ENDPOINT_URL": proxy.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION}
+
+
+def athena_settings(proxy: AwsProxy, **overrides: str) -> dict:
+    return {"engine": "athena", "raw_location": RAW, "curated_location": CURATED, "database": DATABASE,
+            "athena_workgroup": WORKGROUP, "athena_output_location": RESULTS,
+            "athena_result_encryption": f"SSE_KMS:{proxy.kms_key}", **overrides}
+
+
+def athena_env(home: Path, proxy: AwsProxy, **overrides: str) -> dict:
+    env = base_env(home) | aws_env(proxy)
+    env.update({f"AIRFLOW_VAR_RUNTIME_EVENTS_{k.upper()}": v for k, v in athena_settings(proxy, **overrides).items()})
     return env
 
 
-def dags_test(env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAY], env=env, cwd=cwd,
+def dags_test(env: dict, cwd: Path, name: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAY], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+    (cwd / f"{name}.log").write_text(done.stdout + done.stderr)
+    return done
 
 
-def check(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert done.returncode == 0 and "state=success" in done.stdout + done.stderr, (
+def succeeded(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0 and "state=success" in done.stdout, (
         f"{done.args} failed:\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}")
     return done
 
@@ -460,23 +467,37 @@ def s3_objects(client, location: str) -> dict[str, str]:
     return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
 
+def publish_earlier_version(glue, s3) -> None:
+    """What an earlier run published: partitions of the curated table in a version folder."""
+    bucket, prefix = _s3_split(f"{CURATED}runtime_events_parquet/{OLD_TOKEN}/")
+    partitions = []
+    for cluster in EARLIER_CLUSTERS:
+        folder = f"{prefix}dt={DAY}/cluster_id={cluster}/"
+        s3.put_object(Bucket=bucket, Key=f"{folder}old_0.parquet", Body=b"PAR1")
+        partitions.append({"Values": [DAY, cluster], "StorageDescriptor": {"Location": f"s3://{bucket}/{folder}"}})
+    glue.batch_create_partition(DatabaseName=DATABASE, TableName="runtime_events_parquet",
+                                PartitionInputList=partitions)
+
+
 @dataclass
 class Runs:
     proxy: AwsProxy
-    admin: boto3.Session
+    s3: object  # straight to moto: not recorded
     tmp: Path
-    marks: dict[str, tuple[int, int]]  # run -> (first, end) index into proxy.calls
-    outputs: dict[str, subprocess.CompletedProcess]
+    marks: dict[str, tuple[int, int]]  # run -> its slice of proxy.calls
+    outputs: dict[str, str]
     raw_before: dict[str, str]
     raw_after: dict[str, str]
-    parquet_partitions: dict[str, dict[tuple, str]]
+    partitions: dict[str, dict[tuple, str]]  # runtime_events_parquet's partitions after each run
 
     def calls(self, name: str) -> list[Call]:
-        first, end = self.marks[name]
-        return self.proxy.calls[first:end]
+        return self.proxy.calls[slice(*self.marks[name])]
 
     def statements(self, name: str) -> list[Call]:
         return [c for c in self.calls(name) if c.by == "dag" and c.action == "StartQueryExecution" and c.status == 200]
+
+    def token(self, name: str) -> str:
+        return TOKEN.search(self.statements(name)[-1].params["QueryString"]).group(0)
 
 
 @pytest.fixture(scope="module")
@@ -485,10 +506,9 @@ def aws():
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    proxy = AwsProxy(f"http://{host}:{port}")
+    moto_url = "http://{}:{}".format(*server.get_host_and_port())
+    proxy = AwsProxy(moto_url)
     admin = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    moto_url = f"http://{host}:{port}"
     s3 = admin.client("s3", endpoint_url=moto_url)
     for location in (RAW, CURATED, RESULTS):
         s3.create_bucket(Bucket=_s3_split(location)[0])
@@ -505,214 +525,181 @@ def athena_runs(aws, tmp_path_factory):
     proxy, admin, moto_url = aws
     tmp = tmp_path_factory.mktemp("athena")
     write_alerts(tmp / "raw")
-    # The embedded engine runs the same day alongside (its own Airflow home).
-    embedded_env = base_env(tmp / "embedded-home")
-    embedded_env.update({"AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp / "raw"),
-                         "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp / "curated")})
-    embedded_log = open(tmp / "embedded.log", "w")
-    embedded = subprocess.Popen(
-        f"airflow db migrate >/dev/null && exec airflow dags test runtime_events_daily {DAY}", shell=True,
-        env=embedded_env, cwd=tmp, stdout=embedded_log, stderr=subprocess.STDOUT)
+    # The embedded engine runs the same day alongside, in an Airflow home of its own.
+    embedded_env = base_env(tmp / "embedded-home") | {
+        "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp / "raw"),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp / "curated")}
+    with open(tmp / "embedded.log", "w") as log:
+        embedded = subprocess.Popen(
+            f"airflow db migrate >/dev/null && exec airflow dags test runtime_events_daily {DAY}",
+            shell=True, env=embedded_env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
 
-    s3 = admin.client("s3", endpoint_url=moto_url)
-    raw_bucket, raw_prefix = _s3_split(RAW)
-    s3.upload_file(str(tmp / "raw" / "alerts.json"), raw_bucket, raw_prefix + "2026/03/01/alerts.json")
+    s3, glue = admin.client("s3", endpoint_url=moto_url), admin.client("glue", endpoint_url=moto_url)
+    s3.upload_file(str(tmp / "raw" / "alerts.json"), _s3_split(RAW)[0], _s3_split(RAW)[1] + "2026/03/01/alerts.json")
     raw_before = s3_objects(s3, RAW)
-    glue = admin.client("glue", endpoint_url=moto_url)
+    try:
+        return run_athena(proxy, s3, glue, tmp, embedded, raw_before)
+    finally:
+        if embedded.poll() is None:  # the athena runs failed: do not leave it running
+            embedded.kill()
 
-    def parquet_partitions() -> dict[tuple, str]:
+
+def run_athena(proxy: AwsProxy, s3, glue, tmp: Path, embedded: subprocess.Popen, raw_before: dict) -> Runs:
+    def partitions() -> dict[tuple, str]:
         pages = glue.get_paginator("get_partitions").paginate(DatabaseName=DATABASE, TableName="runtime_events_parquet")
         return {tuple(p["Values"]): p["StorageDescriptor"]["Location"] for page in pages for p in page["Partitions"]}
 
     home = tmp / "athena-home"
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=base_env(home), cwd=tmp, check=True,
                    capture_output=True)
-    marks, outputs, partitions = {}, {}, {}
-
-    # 1. sync, the first StartQueryExecution calls throttled, QuickSight configured
-    first = len(proxy.calls)
-    proxy.throttle = THROTTLED
-    outputs["sync"] = check(dags_test(athena_env(home, proxy, quicksight_dataset_ids=DATASET), tmp))
-    marks["sync"] = (first, len(proxy.calls))
-    partitions["sync"] = parquet_partitions()
-
-    # 2. deferrable, the second write batch fails on Athena
-    first = len(proxy.calls)
-    proxy.fail = ("write_batch = 1", "HIVE_BAD_DATA: Error parsing field value 'x' for field 3: broken row")
-    outputs["failing"] = dags_test(athena_env(home, proxy, deferrable="true"), tmp)
+    marks, outputs, published = {}, {}, {}
+    # 1. a new account; polling; the second write batch FAILED on Athena
+    first, proxy.fail = len(proxy.calls), ("write_batch = 1", FAILURE)
+    outputs["failing"] = dags_test(athena_env(home, proxy), tmp, "failing").stdout
     proxy.fail = None
-    marks["failing"] = (first, len(proxy.calls))
-    partitions["failing"] = parquet_partitions()
+    marks["failing"], published["failing"] = (first, len(proxy.calls)), partitions()
+    # 2. deferrable, over an earlier version; the first StartQueryExecution calls throttled; a
+    #    QuickSight dataset to refresh
+    publish_earlier_version(glue, s3)
+    published["earlier"] = partitions()
+    first, proxy.throttle = len(proxy.calls), THROTTLED
+    outputs["main"] = succeeded(dags_test(
+        athena_env(home, proxy, deferrable="true", quicksight_dataset_ids=DATASET), tmp, "main")).stdout
+    marks["main"], published["main"] = (first, len(proxy.calls)), partitions()
 
-    # 3. deferrable rerun of the day; one cluster's alerts are gone from the stage
-    first = len(proxy.calls)
-    proxy.clusters = CLUSTERS[:-1]
-    outputs["deferrable"] = check(dags_test(athena_env(home, proxy, deferrable="true"), tmp))
-    marks["deferrable"] = (first, len(proxy.calls))
-    partitions["deferrable"] = parquet_partitions()
+    assert embedded.wait(timeout=600) == 0, (tmp / "embedded.log").read_text()[-6000:]
+    outputs["embedded"] = (tmp / "embedded.log").read_text()
+    return Runs(proxy, s3, tmp, marks, outputs, raw_before, s3_objects(s3, RAW), published)
 
-    embedded.wait(timeout=600)
-    embedded_log.close()
-    output = (tmp / "embedded.log").read_text()
-    assert embedded.returncode == 0, output[-6000:]
-    outputs["embedded"] = subprocess.CompletedProcess(embedded.args, embedded.returncode, output, "")
-    return Runs(proxy, admin, tmp, marks, outputs, raw_before, s3_objects(s3, RAW), partitions)
+
+FAILURE = "HIVE_BAD_DATA: Error parsing field value 'x' for field 3: broken row"
+COST_ROW = re.compile(r"\('([a-z_]+)', (-?\d+), '([^']+)', '([A-Z]+)', (\d+), (\d+), ([0-9.e+-]+)\)")
+
+
+def in_dag_order(costs: list[tuple[str, int, str]], text: dict[str, str], submitted: dict[str, object]) -> list[str]:
+    """Statements by task, in the order the tasks ran, and by map index within a mapped task
+    (Airflow runs the expansions of a mapped task in any order)."""
+    first_run: dict[str, object] = {}
+    for task, _, query_id in sorted(costs, key=lambda c: submitted[c[2]]):
+        first_run.setdefault(task, submitted[query_id])
+    return [text[q] for _, _, q in sorted(costs, key=lambda c: (first_run[c[0]], c[1]))]
 
 
 def normalized(text: str, raw: str, curated: str) -> str:
-    return TOKEN.sub("<run>", text.replace(raw, "<raw>/").replace(curated, "<curated>/"))
+    text = TOKEN.sub("<run>", text.replace(raw, "<raw>/").replace(curated, "<curated>/"))
+    return COST_ROW.sub(r"('\1', \2, <statistics>)", text)
 
 
 # -- 1, 2: only Athena SQL, to the configured places, the same as the embedded engine's ----------
 def test_statements_are_athena_sql_sent_to_the_configured_places(athena_runs):
     proxy = athena_runs.proxy
     assert proxy.errors == []
-    statements = athena_runs.statements("sync")
+    statements = athena_runs.statements("main")
     assert len(statements) > 20
     for call in statements:
-        params = call.params
-        assert params["WorkGroup"] == WORKGROUP
-        assert params["QueryExecutionContext"] == {"Database": DATABASE, "Catalog": "AwsDataCatalog"}
-        assert params["ResultConfiguration"] == {
-            "OutputLocation": RESULTS, "EncryptionConfiguration": {"EncryptionOption": "SSE_KMS", "KmsKey": proxy.kms_key}}
-        parsed = [s for s in sqlglot.parse(params["QueryString"], read="athena") if s is not None]
+        assert call.params["WorkGroup"] == WORKGROUP
+        assert call.params["QueryExecutionContext"] == {"Database": DATABASE, "Catalog": "AwsDataCatalog"}
+        assert call.params["ResultConfiguration"] == {"OutputLocation": RESULTS, "EncryptionConfiguration": {
+            "EncryptionOption": "SSE_KMS", "KmsKey": proxy.kms_key}}
+        parsed = [s for s in sqlglot.parse(call.params["QueryString"], read="athena") if s is not None]
         assert len(parsed) == 1 and not any(isinstance(n, exp.Command) for n in parsed[0].walk())
-        for location in re.findall(r"s3://[^' ]+", params["QueryString"]):
+        for location in re.findall(r"s3://[^' ]+", call.params["QueryString"]):
             assert location == RAW or location.startswith(CURATED), location
     texts = [c.params["QueryString"] for c in statements]
-    raw_tables = [t for t in texts if f"LOCATION '{RAW}'" in t]
-    assert len(raw_tables) == 2 and "CREATE EXTERNAL TABLE IF NOT EXISTS runtime_sec.runtime_events (" in raw_tables[0]
-    assert "org.openx.data.jsonserde.JsonSerDe" in raw_tables[0]
-    # moto itself received the encryption setting with every query
+    [guide_table] = [t for t in texts if f"{DATABASE}.runtime_events (" in t]
+    assert f"LOCATION '{RAW}'" in guide_table and "org.openx.data.jsonserde.JsonSerDe" in guide_table
+    # moto itself received the result encryption with every query
     from moto.athena.models import athena_backends
 
     executions = athena_backends[ACCOUNT][REGION].executions.values()
-    assert executions and all(e.config["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS" for e in executions)
+    assert executions and all(e.config["EncryptionConfiguration"] == {
+        "EncryptionOption": "SSE_KMS", "KmsKey": proxy.kms_key} for e in executions)
 
 
 def test_each_statement_is_the_text_the_embedded_engine_runs(athena_runs):
+    statements = athena_runs.statements("main")
+    record = statements[-1].params["QueryString"]
+    athena = in_dag_order([(t, int(m), q) for t, m, q, *_ in COST_ROW.findall(record)],
+                          {c.answer["QueryExecutionId"]: c.params["QueryString"] for c in statements},
+                          {c.answer["QueryExecutionId"]: i for i, c in enumerate(statements)}) + [record]
     tmp = athena_runs.tmp
-    infos = [json.loads(p.read_text()) for p in (tmp / "curated" / "_query_results").glob("*.json")]
-    embedded = [i["Query"] for i in sorted(infos, key=lambda i: i["Status"]["SubmissionDateTime"])]
-    athena = [c.params["QueryString"] for c in athena_runs.statements("sync")]
-    cost_values = re.compile(r"\('([a-z_]+)', (-?\d+), '[^']+', '[A-Z]+', [0-9.e+-]+, \d+, [0-9.e+-]+\)")
+    infos = {p.stem: json.loads(p.read_text()) for p in (tmp / "curated" / "_query_results").glob("*.json")}
+    costs = embedded_table(tmp, "runtime_events_query_costs")
+    [local_record] = [i["Query"] for i in infos.values() if "INSERT INTO runtime_sec.runtime_events_query_costs" in i["Query"]]
+    local = in_dag_order([(r["task_id"], r["map_index"], r["query_execution_id"]) for r in costs],
+                         {q: i["Query"] for q, i in infos.items()},
+                         {q: i["Status"]["SubmissionDateTime"] for q, i in infos.items()}) + [local_record]
+    remote = [normalized(t, RAW, CURATED) for t in athena]
+    local = [normalized(t, f"{tmp / 'raw'}/", f"{tmp / 'curated'}/") for t in local]
+    assert len(remote) == len(local) == len(statements)
+    for athena_text, embedded_text in zip(remote, local):
+        assert athena_text == embedded_text
 
-    def same(text: str, raw: str, curated: str) -> str:
-        return cost_values.sub(r"('\1', \2, <statistics>)", normalized(text, raw, curated))
 
-    local = [same(t, f"{tmp / 'raw'}/", f"{tmp / 'curated'}/") for t in embedded]
-    remote = [same(t, RAW, CURATED) for t in athena]
-    assert len(local) == len(remote)
-    for left, right in zip(local, remote):
-        assert left == right
+def embedded_table(tmp: Path, name: str) -> list[dict]:
+    from runtime_events.embedded.engine import EmbeddedEngine
+
+    engine = EmbeddedEngine(tmp / "curated" / "_catalog")
+    return engine.execute(f"SELECT * FROM {name}", DATABASE).table.to_pylist()
 
 
 # -- 3: more than 100 partitions a day ------------------------------------------------------------
 def test_250_clusters_are_staged_once_and_published_in_three_batches(athena_runs):
-    texts = [c.params["QueryString"] for c in athena_runs.statements("sync")]
-    assert sum("runtime_events_lines" in t and "CREATE TABLE" in t for t in texts) == 1  # one scan of raw
-    writes = [t for t in texts if "INSERT INTO runtime_sec.runtime_events_parquet_r" in t]
-    assert [re.search(r"write_batch = (\d+)", t).group(1) for t in writes] == ["0", "1", "2"]
-    published = athena_runs.parquet_partitions["sync"]
-    assert len(published) == 250 and {v[1] for v in published} == set(CLUSTERS)
-    creates = [c for c in athena_runs.calls("sync") if c.by == "dag" and c.action == "BatchCreatePartition"
-               and c.params["TableName"] == "runtime_events_parquet"]
-    assert [len(c.params["PartitionInputList"]) for c in creates] == [100, 100, 50]
+    texts = [c.params["QueryString"] for c in athena_runs.statements("main")]
+    assert sum(f"FROM {DATABASE}.runtime_events_lines" in t for t in texts) == 1  # one scan of the raw files
+    writes = [t for t in texts if f"INSERT INTO {DATABASE}.runtime_events_parquet_r" in t]
+    assert sorted(re.search(r"write_batch = (\d+)", t).group(1) for t in writes) == ["0", "1", "2"]
+    published = athena_runs.partitions["main"]
+    assert sorted(published) == [(DAY, c) for c in CLUSTERS]
+    assert all(f"/runtime_events_parquet/{athena_runs.token('main')}/" in loc for loc in published.values())
+    calls = [c for c in athena_runs.calls("main") if c.by == "dag" and c.params.get("TableName") == "runtime_events_parquet"]
+    assert [len(c.params["PartitionInputList"]) for c in calls if c.action == "BatchCreatePartition"] == [100, 100, 48]
+    assert [len(c.params["Entries"]) for c in calls if c.action == "BatchUpdatePartition"] == [2]
+    assert [c.params["PartitionsToDelete"] for c in calls if c.action == "BatchDeletePartition"] == [
+        [{"Values": [DAY, "cluster-gone"]}]]
 
 
 def test_embedded_engine_publishes_250_partitions_within_its_100_partition_limit(athena_runs):
     from runtime_events.embedded.engine import EmbeddedEngine
 
-    tmp = athena_runs.tmp
-    engine = EmbeddedEngine(tmp / "curated" / "_catalog")
+    engine = EmbeddedEngine(athena_runs.tmp / "curated" / "_catalog")
     info = engine.metastore.get_table(DATABASE, "runtime_events_parquet")
     assert sorted(p.values for p in info.partitions) == [(DAY, c) for c in CLUSTERS]
-    rows = engine.execute("SELECT count(*) AS n FROM runtime_events_parquet", DATABASE).table.to_pylist()
-    assert rows == [{"n": 500}]
-    assert "'partitions_published': 250" in athena_runs.outputs["embedded"].stdout
+    assert len(embedded_table(athena_runs.tmp, "runtime_events_parquet")) == 500
+    assert "'partitions_published': 250" in athena_runs.outputs["embedded"]
+    assert athena_runs.outputs["embedded"].count("[DAG TEST] starting task_id=write_parquet_batches") == 3
 
 
 def test_a_write_of_more_than_100_partitions_fails_its_task_with_the_engines_reason(tmp_path):
     """The embedded engine enforces Athena's limit, and the operator fails with its reason."""
     from airflow.providers.common.compat.sdk import AirflowException
 
-    from runtime_events.operators import RuntimeEventsQueryOperator
-
     settings = Settings.load(lambda k: {"runtime_events_curated_location": str(tmp_path)}.get(k))
-    create = RuntimeEventsQueryOperator(task_id="create_database", query="CREATE DATABASE IF NOT EXISTS runtime_security")
-    wide = RuntimeEventsQueryOperator(task_id="write_wide_table", query=(
+    create = operator(settings, "CREATE DATABASE IF NOT EXISTS runtime_security")
+    create.execute({"ti": FakeTaskInstance()})
+    wide = operator(settings, (
         f"CREATE TABLE runtime_security.wide WITH (format = 'PARQUET', external_location = '{tmp_path}/wide/', "
         "partitioned_by = ARRAY['p']) AS SELECT x, CAST(x AS varchar) AS p FROM UNNEST(sequence(1, 250)) AS t (x)"))
-    for op in (create, wide):
-        op.__dict__["settings"] = settings
-        op.render_template_fields({})
-    ti = FakeTaskInstance()
-    create.execute({"ti": ti})
     with pytest.raises(AirflowException, match="HIVE_TOO_MANY_OPEN_PARTITIONS"):
-        wide.execute({"ti": ti})
+        wide.execute({"ti": FakeTaskInstance()})
 
 
-# -- 4, 5: deferrable mode, throttling and failures --------------------------------------------
-def test_throttled_start_query_execution_is_retried_within_the_task(athena_runs):
-    starts = [c for c in athena_runs.calls("sync") if c.by == "dag" and c.action == "StartQueryExecution"]
-    assert [c.status for c in starts[:THROTTLED + 1]] == [400] * THROTTLED + [200]
-    assert len({c.params["QueryString"] for c in starts[:THROTTLED + 1]}) == 1  # one statement: create_database
-    # Airflow retries are off in these runs: the run succeeded because botocore retried
-    assert athena_runs.outputs["sync"].stdout.count("[DAG TEST] starting task_id=create_database") == 1
-
-
-def test_deferrable_runs_wait_in_the_trigger(athena_runs):
-    output = athena_runs.outputs["deferrable"].stdout
-    assert output.count("[DAG TEST] running trigger in line") == len(athena_runs.statements("deferrable"))
-
-
-def test_a_failed_query_fails_its_task_with_athenas_reason_and_publishes_nothing(athena_runs):
-    done = athena_runs.outputs["failing"]
-    output = done.stdout + done.stderr
-    assert "state=failed" in output
-    assert "Final state of Athena job is FAILED" in output
-    assert "HIVE_BAD_DATA: Error parsing field value 'x' for field 3: broken row" in output
-    calls = athena_runs.calls("failing")
-    assert not [c for c in calls if c.action.startswith("Batch") and c.by == "dag"]  # no partition changed
-    assert athena_runs.parquet_partitions["failing"] == athena_runs.parquet_partitions["sync"]
-    # the teardown deleted the failed run's own stage and version, nothing else
-    token = TOKEN.search(athena_runs.statements("failing")[-1].params["QueryString"]).group(0)
-    deleted = [r for c in calls if c.action == "DeleteObject" for r in c.resources]
-    assert deleted and all(f"/{token}/" in r for r in deleted)
-    texts = [c.params["QueryString"] for c in athena_runs.statements("failing")]
-    assert not any("daily_rule_counts_r" in t for t in texts)  # nothing after the failed write ran
-
-
-def test_failed_query_reason_on_the_polling_and_the_deferred_path(aws, monkeypatch):
-    from airflow.providers.amazon.aws.triggers.athena import AthenaTrigger
-    from airflow.providers.common.compat.sdk import AirflowException
-
+def operator(settings: Settings, query: str):
+    """The DAG's operator for one statement, rendered as its task would be, outside Airflow."""
     from runtime_events.operators import RuntimeEventsQueryOperator
 
-    proxy, _, _ = aws
-    for key, value in {"AWS_ENDPOINT_URL": proxy.url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings.load(lambda k: {"runtime_events_engine": "athena", "runtime_events_raw_location": RAW,
-                                        "runtime_events_curated_location": CURATED,
-                                        "runtime_events_athena_workgroup": WORKGROUP,
-                                        "runtime_events_athena_output_location": RESULTS}.get(k))
-    reason = "TABLE_NOT_FOUND: line 1:15: Table 'awsdatacatalog.runtime_sec.nowhere' does not exist"
-    proxy.fail = ("nowhere", reason)
+    op = RuntimeEventsQueryOperator(task_id="run_statement", query=query)
+    op.__dict__["settings"] = settings
+    op.render_template_fields({})
+    return op
+
+
+async def first_event(trigger):
+    events = trigger.run()
     try:
-        op = RuntimeEventsQueryOperator(task_id="read_nowhere", query="SELECT * FROM runtime_sec.nowhere")
-        op.__dict__["settings"] = settings
-        op.render_template_fields({})
-        with pytest.raises(AirflowException, match=re.escape(reason)):
-            op.execute({"ti": FakeTaskInstance()})
-        trigger = AthenaTrigger(query_execution_id=op.query_execution_id, waiter_delay=1, waiter_max_attempts=3,
-                                aws_conn_id=None, botocore_config=op.botocore_config)
-        event = asyncio.run(anext(trigger.run()))
-        assert event.payload["status"] == "error"
-        with pytest.raises(AirflowException, match=re.escape(reason)):
-            op.execute_complete({"ti": FakeTaskInstance()}, event.payload)
+        return await anext(events)
     finally:
-        proxy.fail = None
+        await events.aclose()
 
 
 class FakeTaskInstance:
@@ -725,35 +712,106 @@ class FakeTaskInstance:
         self.xcom[key] = value
 
 
-# -- the rerun: replaced partitions, deletes only inside the tables' folders, raw untouched --------
-def test_rerun_replaces_partitions_and_deletes_only_inside_the_tables_folders(athena_runs):
-    before, after = athena_runs.parquet_partitions["sync"], athena_runs.parquet_partitions["deferrable"]
-    assert set(after) == {(DAY, c) for c in CLUSTERS[:-1]}  # the cluster gone from the stage is dropped
-    assert all(after[v] != before[v] for v in after)  # every partition points at the new version
-    deleted = [r for c in athena_runs.proxy.calls if c.service == "s3" and c.action == "DeleteObject" for r in c.resources]
-    assert deleted, "the rerun deleted nothing it replaced"
-    assert all(c.by == "dag" for c in athena_runs.proxy.calls if c.action == "DeleteObject")
+# -- 4, 5: deferrable mode, throttling and failures --------------------------------------------
+def test_deferrable_tasks_wait_in_the_trigger(athena_runs):
+    output = athena_runs.outputs["main"]
+    assert output.count("[DAG TEST] running trigger in line") == len(athena_runs.statements("main"))
+    assert output.count("[DAG TEST] Trigger completed") == len(athena_runs.statements("main"))
+
+
+def test_throttled_start_query_execution_is_retried_within_the_task(athena_runs):
+    starts = [c for c in athena_runs.calls("main") if c.by == "dag" and c.action == "StartQueryExecution"]
+    assert [c.status for c in starts[:THROTTLED + 1]] == [400] * THROTTLED + [200]
+    assert len({c.params["QueryString"] for c in starts[:THROTTLED + 1]}) == 1  # create_database's
+    # Airflow retries are off in these runs: the task succeeded because botocore retried
+    assert athena_runs.outputs["main"].count("[DAG TEST] starting task_id=create_database") == 1
+
+
+def test_athena_clients_retry_throttling_ten_times_with_backoff(aws, monkeypatch):
+    """botocore's default gives up after 5 attempts (legacy) or 3 (standard); a burst of
+    StartQueryExecution calls from mapped tasks gets more."""
+    from airflow.providers.amazon.aws.triggers.athena import AthenaTrigger
+
+    proxy, _, _ = aws
+    for key, value in aws_env(proxy).items():
+        monkeypatch.setenv(key, value)
+    values = athena_settings(proxy)
+    op = operator(Settings.load(lambda key: values.get(key.removeprefix("runtime_events_"))), "SELECT 1")
+    trigger = AthenaTrigger(query_execution_id="q", waiter_delay=1, waiter_max_attempts=1, aws_conn_id=None,
+                            botocore_config=op.botocore_config)
+    assert retries(op.hook.get_conn().meta.config) == retries(trigger.hook().config) == ("standard", 11)
+
+
+def retries(config) -> tuple[str, int]:
+    """A botocore config's retry mode and attempts in all (``max_attempts`` counts retries)."""
+    given = config.retries or {}
+    return given.get("mode"), given.get("total_max_attempts", given.get("max_attempts", 0) + 1)
+
+
+def test_a_failed_query_fails_its_task_with_athenas_reason_and_publishes_nothing(athena_runs):
+    """The run on a new account: its second write FAILED, so it published no partition."""
+    output = athena_runs.outputs["failing"]
+    assert "state=failed" in output
+    assert f"Final state of Athena job is FAILED, query_execution_id is" in output and FAILURE in output
+    texts = [c.params["QueryString"] for c in athena_runs.statements("failing")]
+    assert "write_batch = " in texts[-1] and not any("expected_rows" in t for t in texts)  # no audit, no publish
+    calls = athena_runs.calls("failing")
+    assert not [c for c in calls if c.by == "dag" and c.action.startswith("Batch")]  # no partition changed
+    assert athena_runs.partitions["failing"] == {}
+    # the teardown deleted the failed run's own stage and version, nothing else
+    deleted = [r for c in calls if c.action == "DeleteObject" for r in c.resources]
+    assert deleted and all(f"/{athena_runs.token('failing')}/" in r for r in deleted)
+
+
+def test_failed_query_reason_on_the_polling_and_the_deferred_path(aws, monkeypatch):
+    from airflow.providers.amazon.aws.triggers.athena import AthenaTrigger
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    proxy, _, _ = aws
+    for key, value in aws_env(proxy).items():
+        monkeypatch.setenv(key, value)
+    values = athena_settings(proxy)
+    settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
+    reason = f"TABLE_NOT_FOUND: line 1:15: Table 'awsdatacatalog.{DATABASE}.nowhere' does not exist"
+    proxy.fail = ("nowhere", reason)
+    try:
+        op = operator(settings, f"SELECT * FROM {DATABASE}.nowhere")
+        with pytest.raises(AirflowException, match=re.escape(reason)):
+            op.execute({"ti": FakeTaskInstance()})
+        trigger = AthenaTrigger(query_execution_id=op.query_execution_id, waiter_delay=1, waiter_max_attempts=3,
+                                aws_conn_id=None, botocore_config=op.botocore_config)
+        event = asyncio.run(first_event(trigger))
+        assert event.payload["status"] == "error"
+        with pytest.raises(AirflowException, match=re.escape(reason)):
+            op.execute_complete({"ti": FakeTaskInstance()}, event.payload)
+    finally:
+        proxy.fail = None
+
+
+# -- publish: replaced partitions, deletes only inside the tables' folders, raw untouched ----------
+def test_publish_replaces_the_earlier_version_and_deletes_only_inside_the_tables_folders(athena_runs):
+    earlier, now = athena_runs.partitions["earlier"], athena_runs.partitions["main"]
+    assert set(earlier) - set(now) == {(DAY, "cluster-gone")}
+    assert all(OLD_TOKEN in earlier[v] and OLD_TOKEN not in now[v] for v in set(earlier) & set(now))
+    assert s3_objects(athena_runs.s3, f"{CURATED}runtime_events_parquet/{OLD_TOKEN}/") == {}
+    deleted = [(c.by, r) for c in athena_runs.proxy.calls if c.action == "DeleteObject" for r in c.resources]
+    assert len(deleted) >= len(EARLIER_CLUSTERS) and {by for by, _ in deleted} == {"dag"}
     roots = [f"arn:aws:s3:::{_s3_split(CURATED)[0]}/{_s3_split(CURATED)[1]}{t.name}/" for t in PUBLISHED]
-    for resource in deleted:
+    for _, resource in deleted:
         [root] = [r for r in roots if resource.startswith(r)]
         assert TOKEN.match(resource[len(root):].removeprefix("_stage/")), resource  # a run's version or stage
-    # what the rerun replaced is gone: nothing is left of the first run's curated version
-    sync_token = TOKEN.search(athena_runs.statements("sync")[1].params["QueryString"]).group(0)
-    s3 = athena_runs.admin.client("s3", endpoint_url=athena_runs.proxy.moto.geturl())
-    assert s3_objects(s3, f"{CURATED}runtime_events_parquet/{sync_token}/") == {}
-    assert len(s3_objects(s3, f"{CURATED}runtime_events_parquet/")) == len(after)
 
 
 def test_raw_files_are_never_written_or_deleted(athena_runs):
     assert athena_runs.raw_after == athena_runs.raw_before
-    raw = f"arn:aws:s3:::{_s3_split(RAW)[0]}/"
+    raw_bucket = f"arn:aws:s3:::{_s3_split(RAW)[0]}"
     for call in athena_runs.proxy.calls:
-        if call.service == "s3" and any(r.startswith(raw) for r in call.resources):
+        if call.service == "s3" and any(r.split("/")[0] == raw_bucket for r in call.resources):
             assert call.action in ("GetObject", "ListBucket"), call
 
 
 # -- 6: least privilege -----------------------------------------------------------------------------
-UNUSED_BY_DESIGN = {"athena:StopQueryExecution": "on_kill cancels the running query of a killed task"}
+UNUSED_BY_DESIGN = {"athena:StopQueryExecution"}  # on_kill cancels the query of a killed task
 
 
 def test_every_call_is_allowed_by_the_iam_policy_and_every_grant_is_used(athena_runs):
@@ -766,98 +824,111 @@ def test_every_call_is_allowed_by_the_iam_policy_and_every_grant_is_used(athena_
         for resource in call.resources:
             assert allowed(document, call.iam_action, resource, call.condition), (call.iam_action, resource, call.condition)
     granted = {a for s in document["Statement"] for a in _listed(s["Action"])}
-    assert granted - used == set(UNUSED_BY_DESIGN)
-    # and it is no wider than the run: nothing outside the configured places
-    assert not allowed(document, "s3:PutObject", f"arn:aws:s3:::{_s3_split(RAW)[0]}/{_s3_split(RAW)[1]}x.json", {})
-    assert not allowed(document, "s3:DeleteObject", f"arn:aws:s3:::{_s3_split(RAW)[0]}/{_s3_split(RAW)[1]}x.json", {})
+    assert granted - used == UNUSED_BY_DESIGN
+    # and no wider than the configured places
+    raw_file = f"arn:aws:s3:::{_s3_split(RAW)[0]}/{_s3_split(RAW)[1]}2026/03/01/alerts.json"
+    assert allowed(document, "s3:GetObject", raw_file, {})
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not allowed(document, action, raw_file, {})
     assert not allowed(document, "athena:StartQueryExecution", _arn("athena", "workgroup/primary"), {})
     assert not allowed(document, "glue:DeleteTable", _arn("glue", "table/other_db/runtime_events"), {})
-    assert not allowed(document, "s3:ListBucket", f"arn:aws:s3:::{_s3_split(CURATED)[0]}", {"s3:prefix": "elsewhere/"})
+    assert not allowed(document, "s3:ListBucket", f"arn:aws:s3:::{_s3_split(CURATED)[0]}", {"s3:prefix": "other/"})
 
 
 # -- 7: cost ----------------------------------------------------------------------------------------
 def test_every_statement_and_its_cost_are_recorded(athena_runs):
-    statements = athena_runs.statements("sync")
+    statements = athena_runs.statements("main")
     record = statements[-1].params["QueryString"]
-    assert "INSERT INTO runtime_sec.runtime_events_query_costs" in record
-    rows = re.findall(r"\('([a-z_]+)', (-?\d+), '([^']+)', '([A-Z]+)', (\d+), (\d+), ([0-9.e+-]+)\)", record)
+    assert f"INSERT INTO {DATABASE}.runtime_events_query_costs" in record
+    rows = COST_ROW.findall(record)
     assert sorted(r[2] for r in rows) == sorted(c.answer["QueryExecutionId"] for c in statements[:-1])
-    assert ("stage_alerts", "-1") + (str(STAGE_SCANNED),) * 2 + ("15.0",) in {(r[0], r[1], r[4], r[5], r[6]) for r in rows}
-    # moto calls every statement DML (they start with a comment): 10 MB minimum each
+    assert ("stage_alerts", "-1", str(STAGE_SCANNED), str(STAGE_SCANNED), "15.0") in {
+        (r[0], r[1], r[4], r[5], r[6]) for r in rows}
+    # moto calls every statement DML (they start with a comment): 10 MB at least each
     assert all(r[3] == "DML" and int(r[5]) >= 10 * 2**20 for r in rows)
-    assert f"run total: {len(rows)} statements scanned" in athena_runs.outputs["sync"].stdout
+    assert f"run total: {len(rows)} statements scanned" in athena_runs.outputs["main"]
 
 
 def test_embedded_cost_table_matches_the_engines_statistics(athena_runs):
-    from runtime_events.embedded.engine import EmbeddedEngine
-
     tmp = athena_runs.tmp
     infos = {p.stem: json.loads(p.read_text()) for p in (tmp / "curated" / "_query_results").glob("*.json")}
-    engine = EmbeddedEngine(tmp / "curated" / "_catalog")
-    rows = engine.execute("SELECT * FROM runtime_events_query_costs", DATABASE).table.to_pylist()
+    rows = embedded_table(tmp, "runtime_events_query_costs")
     assert len(rows) == len(infos) - 1  # every statement but the one that records them
     for row in rows:
         info = infos[row["query_execution_id"]]
         scanned = info["Statistics"]["DataScannedInBytes"]
-        assert row["data_scanned_bytes"] == scanned and row["statement_type"] == info["StatementType"]
-        expected = 0 if info["StatementType"] == "DDL" and scanned == 0 else max(-(-scanned // 2**20), 10) * 2**20
-        assert row["billed_bytes"] == expected
-        assert row["estimated_cost_usd"] == pytest.approx(expected * 5 / 2**40)
+        assert (row["data_scanned_bytes"], row["statement_type"]) == (scanned, info["StatementType"])
+        billed = 0 if info["StatementType"] == "DDL" and scanned == 0 else max(-(-scanned // 2**20), 10) * 2**20
+        assert row["billed_bytes"] == billed
+        assert row["estimated_cost_usd"] == pytest.approx(billed * 5 / 2**40)
 
 
 def test_cost_of_a_query_follows_athenas_price():
     assert runs.billed_bytes("DDL", 0) == 0
     assert runs.billed_bytes("DML", 0) == 10 * 2**20
     assert runs.billed_bytes("DML", 10 * 2**20 + 1) == 11 * 2**20
-    assert runs.billed_bytes("DDL", 5) == 10 * 2**20  # a CTAS that reads data is billed
+    assert runs.billed_bytes("DDL", 5) == 10 * 2**20  # a CREATE TABLE AS that reads data is billed
 
 
 # -- 8: BI hand-off ---------------------------------------------------------------------------------
-def test_aggregate_assets_are_updated_and_quicksight_refreshed(athena_runs):
-    home = athena_runs.tmp / "athena-home"
-    with sqlite3.connect(home / "airflow.db") as db:
+def test_aggregate_assets_are_updated_and_quicksight_datasets_refreshed(athena_runs):
+    with sqlite3.connect(athena_runs.tmp / "athena-home" / "airflow.db") as db:
         events = db.execute("SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id").fetchall()
-        states = db.execute("SELECT r.run_id, t.state FROM task_instance t JOIN dag_run r ON t.run_id = r.run_id "
-                            "AND t.dag_id = r.dag_id WHERE t.task_id = 'refresh_quicksight_datasets' "
-                            "ORDER BY r.id").fetchall()
-    assert sorted(name for name, _ in events) == sorted(f"{DATABASE}.{t.name}" for t in AGGREGATES for _ in "12")
-    assert all(json.loads(extra)["dt_to"] == DAY for _, extra in events)  # sync and deferrable runs
-    # datasets configured for the first run only; the failing run never got there
-    assert [s for _, s in states] == ["success", "upstream_failed", "skipped"]
+        states = db.execute("SELECT t.state FROM task_instance t JOIN dag_run r ON t.run_id = r.run_id "
+                            "WHERE t.task_id = 'refresh_quicksight_datasets' ORDER BY r.id").fetchall()
+    assert sorted(name for name, _ in events) == sorted(f"{DATABASE}.{t.name}" for t in AGGREGATES)
+    assert all(json.loads(extra)["dt_to"] == DAY for _, extra in events)
+    assert states == [("success",)]  # the failing run never got there
     ingestions = [c for c in athena_runs.proxy.calls if c.service == "quicksight"]
-    run_token = TOKEN.search(athena_runs.statements("sync")[1].params["QueryString"]).group(0)
     assert [(c.action, c.params["DataSetId"], c.params["IngestionId"], c.status) for c in ingestions] == [
-        ("CreateIngestion", DATASET, run_token, 200)]
-    assert [c.action for c in athena_runs.calls("sync") if c.service == "sts"] == ["GetCallerIdentity"]
+        ("CreateIngestion", DATASET, athena_runs.token("main"), 200)]
+    assert [c.action for c in athena_runs.calls("main") if c.service == "sts"] == ["GetCallerIdentity"]
+
+
+def test_no_quicksight_datasets_skips_the_refresh(athena_runs, monkeypatch):
+    with sqlite3.connect(athena_runs.tmp / "embedded-home" / "airflow.db") as db:
+        states = db.execute("SELECT state FROM task_instance WHERE task_id = 'refresh_quicksight_datasets'").fetchall()
+    assert states == [("skipped",)]
+    values = athena_settings(athena_runs.proxy)
+    monkeypatch.setattr(runs, "airflow_lookup", lambda: lambda key: values.get(key.removeprefix("runtime_events_")))
+    assert runs.quicksight_refreshes({"run_token": "r20260301t000000_00000000"}) == []
+    values["quicksight_dataset_ids"] = "a, b"
+    assert [r["data_set_id"] for r in runs.quicksight_refreshes({"run_token": "r20260301t000000_00000000"})] == ["a", "b"]
 
 
 # -- 9: the command line on Athena ------------------------------------------------------------------
-def test_cli_query_runs_the_guides_query_on_athena(aws, athena_runs):
+@pytest.fixture(scope="module")
+def cli_query(athena_runs):
     proxy = athena_runs.proxy
     first = len(proxy.calls)
-    env = athena_env(athena_runs.tmp / "athena-home", proxy)
-    done = subprocess.run([str(BIN / "runtime-events"), "query", GUIDE], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([str(BIN / "runtime-events"), "query", GUIDE], capture_output=True, text=True,
+                          env=athena_env(athena_runs.tmp / "athena-home", proxy), timeout=120)
+    return done, proxy.calls[first:]
+
+
+def test_cli_query_runs_the_guides_query_on_athena(cli_query):
+    done, calls = cli_query
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["rule_name,severity,count_rules", "Dump Process Memory,High,7"]
-    [start] = [c for c in proxy.calls[first:] if c.action == "StartQueryExecution" and c.by == "dag"]
-    assert start.params["QueryString"] == GUIDE and start.params["WorkGroup"] == WORKGROUP
+    assert done.stdout.splitlines()[-2:] == ["rule_name,severity,count_rules", "Dump Process Memory,High,7"]
+    [start] = [c for c in calls if c.action == "StartQueryExecution"]
+    assert (start.params["QueryString"], start.params["WorkGroup"]) == (GUIDE, WORKGROUP)
     assert start.params["QueryExecutionContext"]["Database"] == DATABASE
     assert start.params["ResultConfiguration"]["OutputLocation"] == RESULTS
 
 
+def test_cli_query_prints_only_the_result_on_stdout(cli_query):
+    done, _ = cli_query
+    assert done.stdout.splitlines() == ["rule_name,severity,count_rules", "Dump Process Memory,High,7"]
+
+
 # -- Glue and S3 clients retry throttling too ---------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="publish.py must pass AWS_CLIENT_CONFIG to its Glue and S3 hooks (docs/athena.md)")
-def test_glue_and_s3_calls_of_publish_are_retried_when_throttled(aws, monkeypatch):
+def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
     from runtime_events import publish
 
     proxy, _, _ = aws
-    for key, value in {"AWS_ENDPOINT_URL": proxy.url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in aws_env(proxy).items():
         monkeypatch.setenv(key, value)
-    settings = Settings.load(lambda k: {"runtime_events_engine": "athena", "runtime_events_raw_location": RAW,
-                                        "runtime_events_curated_location": CURATED,
-                                        "runtime_events_database": DATABASE}.get(k))
-    catalogue, storage = publish.GlueCatalogue(settings), publish.S3Storage(settings)
-    for client in (catalogue.client, storage.hook.get_conn()):
-        assert client.meta.config.retries == {"mode": "standard", "max_attempts": 10}, client.meta.service_model.service_name
+    values = athena_settings(proxy)
+    settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
+    for client in (publish.GlueCatalogue(settings).client, publish.S3Storage(settings).hook.get_conn()):
+        assert retries(client.meta.config) == ("standard", 11), client.meta.service_model.service_name

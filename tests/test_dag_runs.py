@@ -126,3 +126,15 @@ def test_rerun_of_a_day_leaves_identical_tables(lake):
     run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAYS[1]], env, tmp)
     for name in TABLES:
         assert oracle.canonical(table(tmp, name)).equals(before[name]), name
+
+
+def test_a_hostile_setting_fails_the_run_by_name_before_any_sql(lake, tmp_path):
+    tmp, env = lake
+    results = tmp / "curated" / "_query_results"
+    before = set(results.iterdir())
+    hostile = env | {"AIRFLOW_VAR_RUNTIME_EVENTS_DATABASE": "runtime_security; DROP TABLE runtime_events --"}
+    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAYS[0]], env=hostile,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "runtime_events_database" in done.stdout + done.stderr
+    assert set(results.iterdir()) == before  # no statement reached the engine

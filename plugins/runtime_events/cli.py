@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import logging
 import os
 import sys
 import tempfile
@@ -76,23 +78,28 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.is_athena:
-        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+    # Airflow and the Amazon hooks log to stdout: keep their lines off the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:
+                handler.setStream(sys.stderr)
+        if settings.is_athena:
+            from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 
-        hook = AthenaHook(aws_conn_id=settings.aws_conn_id, log_query=False)
-    else:
-        from runtime_events.embedded.hook import EmbeddedAthenaHook
+            hook = AthenaHook(aws_conn_id=settings.aws_conn_id, log_query=False)
+        else:
+            from runtime_events.embedded.hook import EmbeddedAthenaHook
 
-        hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
-    query_id = hook.run_query(
-        args.sql, {"Database": settings.database, "Catalog": "AwsDataCatalog"},
-        settings.result_configuration(), None, settings.athena_workgroup,
-    )
-    state = hook.poll_query_status(query_id, sleep_time=1)
-    if state != "SUCCEEDED":
-        print(f"query {state}: {hook.get_state_change_reason(query_id)}", file=sys.stderr)
-        return 1
-    pages = _pages(hook, query_id)
+            hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
+        query_id = hook.run_query(
+            args.sql, {"Database": settings.database, "Catalog": "AwsDataCatalog"},
+            settings.result_configuration(), None, settings.athena_workgroup,
+        )
+        state = hook.poll_query_status(query_id, sleep_time=1)
+        if state != "SUCCEEDED":
+            print(f"query {state}: {hook.get_state_change_reason(query_id)}", file=sys.stderr)
+            return 1
+        pages = list(_pages(hook, query_id))
     if args.format == "json":
         for row in results.iter_rows(pages):
             print(results.json_line(row))

@@ -29,7 +29,7 @@ from runtime_events.sql import sql_params
 
 # Athena answers bursts of StartQueryExecution with TooManyRequestsException, Glue and S3 with
 # their own throttling errors: botocore's standard mode retries them (and 5xx and dropped
-# connections) with exponential backoff and jitter, up to 10 attempts instead of the default 3-5.
+# connections) with exponential backoff and jitter: 10 retries, where botocore's default makes 2-4.
 AWS_CLIENT_CONFIG = {"retries": {"mode": "standard", "max_attempts": 10}}
 QUERY_STATISTICS = "query_statistics"
 

@@ -83,8 +83,10 @@ class GlueCatalogue:
     def __init__(self, settings: Settings) -> None:
         from airflow.providers.amazon.aws.hooks.glue_catalog import GlueCatalogHook
 
+        from runtime_events.operators import AWS_CLIENT_CONFIG
+
         self.database = settings.database
-        self.client = GlueCatalogHook(aws_conn_id=settings.aws_conn_id).get_conn()
+        self.client = GlueCatalogHook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG).get_conn()
 
     def partitions(self, table: str) -> dict[Values, str]:
         found: dict[Values, str] = {}
@@ -145,7 +147,9 @@ class S3Storage:
     def __init__(self, settings: Settings) -> None:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        self.hook = S3Hook(aws_conn_id=settings.aws_conn_id)
+        from runtime_events.operators import AWS_CLIENT_CONFIG
+
+        self.hook = S3Hook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG)
 
     def folders(self, location: str) -> list[str]:
         bucket, prefix = _split_s3(location)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from datetime import date, timedelta
 
@@ -16,12 +17,27 @@ from airflow.sdk import Asset
 
 from runtime_events import publish, sql
 from runtime_events.operators import QUERY_STATISTICS
-from runtime_events.settings import Settings, airflow_lookup
+from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
 from runtime_events.tables import AGGREGATES, EVENTS
 
 log = logging.getLogger(__name__)
 
-PARSE_SETTINGS = Settings.load()
+def _parse_time_settings() -> Settings:
+    """What the DAG's shape needs (``start_date``; ``database`` for asset names), from the
+    environment only. A bad value here does not hide the DAG: it falls back to the default, and
+    ``plan_run`` then fails the run naming the setting, before any SQL is sent."""
+    env = environment_lookup(os.environ)
+    values = {}
+    for name in ("start_date", "database"):
+        try:
+            Settings.load(lambda key, name=name: env(key) if key == f"{PREFIX}{name}" else None)
+            values[f"{PREFIX}{name}"] = env(f"{PREFIX}{name}")
+        except SettingsError as exc:
+            log.warning("%s; the DAG is parsed with the default and its runs will fail", exc)
+    return Settings.load(values.get)
+
+
+PARSE_SETTINGS = _parse_time_settings()
 START_DATE = pendulum.datetime(
     PARSE_SETTINGS.start_date.year, PARSE_SETTINGS.start_date.month, PARSE_SETTINGS.start_date.day,
     tz="UTC",
@@ -45,6 +61,7 @@ AGGREGATE_ASSETS = tuple(
 USD_PER_TB = 5.0
 MB, TB = 2**20, 2**40
 MIN_BILLED_BYTES = 10 * MB
+# Values of the statistics that end up in SQL, and the form Athena gives them.
 _STATISTICS = {"task_id": re.compile(r"^[a-z][a-z0-9_]*$"), "query_execution_id": re.compile(r"^[A-Za-z0-9-]+$"),
                "statement_type": re.compile(r"^(DDL|DML|UTILITY)$")}
 
@@ -60,8 +77,15 @@ def run_day(context) -> date:
 
 
 def plan_run(context) -> dict:
-    settings = Settings.load(airflow_lookup())
-    return sql.plan_window(settings, run_day(context))
+    """Check every setting and plan the window; a bad setting or a day before ``start_date``
+    fails the run at once (no retries: waiting does not fix a setting), before any SQL is sent."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        settings = Settings.load(airflow_lookup())
+        return sql.plan_window(settings, run_day(context))
+    except ValueError as exc:  # SettingsError included
+        raise AirflowFailException(str(exc)) from exc
 
 
 def publish_events(run: dict) -> dict:
