@@ -19,28 +19,49 @@ WITH lines AS (
 {%- endif %}
 ),
 
+-- Each field's JSON value, taken out of the line once.
+raw_values AS (
+    SELECT
+        source_file,
+        line,
+        doc,
+        substr(json_format(doc), 1, 1) = '{' AS is_object,
+        json_extract(doc, '$["container.id"]') AS container_id_json,
+        json_extract(doc, '$["evt.time"]') AS evt_time_json,
+        json_extract(doc, '$["k8s.ns.name"]') AS namespace_json,
+        json_extract(doc, '$["k8s.pod.name"]') AS pod_name_json,
+        json_extract(doc, '$["proc.cmdline"]') AS cmdline_json,
+        json_extract(doc, '$["proc.pid"]') AS pid_json,
+        json_extract(doc, '$["cluster_id"]') AS cluster_id_json,
+        json_extract(doc, '$["rule_name"]') AS rule_name_json,
+        json_extract(doc, '$["description"]') AS description_json,
+        json_extract(doc, '$["severity"]') AS severity_json,
+        json_extract(doc, '$["related_cves"]') AS related_cves_json
+    FROM lines
+),
+
 -- A string value as it is; any other JSON value as its compact JSON text; null when missing.
 fields AS (
     SELECT
         source_file,
         line,
         doc,
-        substr(json_format(doc), 1, 1) = '{' AS is_object,
-        coalesce(json_extract_scalar(doc, '$["container.id"]'), nullif(json_format(json_extract(doc, '$["container.id"]')), 'null')) AS container_id,
-        coalesce(json_extract_scalar(doc, '$["evt.time"]'), nullif(json_format(json_extract(doc, '$["evt.time"]')), 'null')) AS evt_time,
-        coalesce(json_extract_scalar(doc, '$["k8s.ns.name"]'), nullif(json_format(json_extract(doc, '$["k8s.ns.name"]')), 'null')) AS namespace,
-        coalesce(json_extract_scalar(doc, '$["k8s.pod.name"]'), nullif(json_format(json_extract(doc, '$["k8s.pod.name"]')), 'null')) AS pod_name,
-        coalesce(json_extract_scalar(doc, '$["proc.cmdline"]'), nullif(json_format(json_extract(doc, '$["proc.cmdline"]')), 'null')) AS cmdline,
-        coalesce(json_extract_scalar(doc, '$["proc.pid"]'), nullif(json_format(json_extract(doc, '$["proc.pid"]')), 'null')) AS pid,
-        coalesce(json_extract_scalar(doc, '$["cluster_id"]'), nullif(json_format(json_extract(doc, '$["cluster_id"]')), 'null')) AS cluster_id,
-        coalesce(json_extract_scalar(doc, '$["rule_name"]'), nullif(json_format(json_extract(doc, '$["rule_name"]')), 'null')) AS rule_name,
-        coalesce(json_extract_scalar(doc, '$["description"]'), nullif(json_format(json_extract(doc, '$["description"]')), 'null')) AS description,
-        coalesce(json_extract_scalar(doc, '$["severity"]'), nullif(json_format(json_extract(doc, '$["severity"]')), 'null')) AS severity,
-        coalesce(json_extract_scalar(doc, '$["related_cves"]'), nullif(json_format(json_extract(doc, '$["related_cves"]')), 'null')) AS related_cves,
-        json_format(json_extract(doc, '$["evt.time"]')) LIKE '"%' AS evt_time_is_string,
-        json_format(json_extract(doc, '$["cluster_id"]')) LIKE '"%' AS cluster_id_is_string,
-        json_format(json_extract(doc, '$["rule_name"]')) LIKE '"%' AS rule_name_is_string
-    FROM lines
+        is_object,
+        coalesce(json_extract_scalar(container_id_json, '$'), nullif(json_format(container_id_json), 'null')) AS container_id,
+        coalesce(json_extract_scalar(evt_time_json, '$'), nullif(json_format(evt_time_json), 'null')) AS evt_time,
+        coalesce(json_extract_scalar(namespace_json, '$'), nullif(json_format(namespace_json), 'null')) AS namespace,
+        coalesce(json_extract_scalar(pod_name_json, '$'), nullif(json_format(pod_name_json), 'null')) AS pod_name,
+        coalesce(json_extract_scalar(cmdline_json, '$'), nullif(json_format(cmdline_json), 'null')) AS cmdline,
+        coalesce(json_extract_scalar(pid_json, '$'), nullif(json_format(pid_json), 'null')) AS pid,
+        coalesce(json_extract_scalar(cluster_id_json, '$'), nullif(json_format(cluster_id_json), 'null')) AS cluster_id,
+        coalesce(json_extract_scalar(rule_name_json, '$'), nullif(json_format(rule_name_json), 'null')) AS rule_name,
+        coalesce(json_extract_scalar(description_json, '$'), nullif(json_format(description_json), 'null')) AS description,
+        coalesce(json_extract_scalar(severity_json, '$'), nullif(json_format(severity_json), 'null')) AS severity,
+        coalesce(json_extract_scalar(related_cves_json, '$'), nullif(json_format(related_cves_json), 'null')) AS related_cves,
+        json_format(evt_time_json) LIKE '"%' AS evt_time_is_string,
+        json_format(cluster_id_json) LIKE '"%' AS cluster_id_is_string,
+        json_format(rule_name_json) LIKE '"%' AS rule_name_is_string
+    FROM raw_values
 ),
 
 -- evt.time, trimmed: ISO-8601 with an optional fraction and offset, or epoch digits.
