@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
@@ -691,11 +690,3 @@ def _java_to_strftime(pattern: str) -> str:
 
 def _json_key(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
-
-
-def result_rows(result: QueryResult) -> list[dict]:
-    return result.table.to_pylist() if result.table is not None else []
-
-
-def quote_path(path: str) -> str:
-    return quote(path)
