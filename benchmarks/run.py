@@ -791,7 +791,7 @@ def report(args, res: dict) -> str:
 
     add(f"# Benchmark results{' (quick smoke size)' if args.quick else ''}")
     add("")
-    add(f"`{res['command']}` — {res['date']}; machine: {res['machine']}.")
+    add(f"`{res['command']}` — {res['date']}, commit {res.get('code', '?')}; machine: {res['machine']}.")
     if res.get("reused"):
         add(f"Parts {', '.join(res['reused'])} were measured in an earlier run of {next(iter(res['reused'].values()))} "
             "(`--resume`) and are reported from it.")
@@ -908,6 +908,17 @@ def report(args, res: dict) -> str:
     return "\n".join(lines)
 
 
+def code_version() -> str:
+    """The commit measured, and whether the code it runs (not the benchmark's own files) differs."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "plugins", "include", "dags", "tests"],
+                               cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + (" with uncommitted changes in plugins/include/dags/tests" if dirty else "")
+
+
 def machine() -> str:
     mem = ""
     try:
@@ -976,7 +987,7 @@ def main() -> None:
 
     day = "2026-11-20"
     history_day1 = "2026-06-01"
-    res: dict = {"command": " ".join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]]),
+    res: dict = {"command": " ".join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]]), "code": code_version(),
                  "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
     started = time.perf_counter()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
