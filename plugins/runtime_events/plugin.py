@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 from airflow.plugins_manager import AirflowPlugin
 
-from runtime_events.embedded.engine import escape_partition_value
+from runtime_events.partitions import partition_path
 from runtime_events.settings import Settings
 
 
@@ -24,7 +24,7 @@ def partition_window(ds: str, lookback_days: int | None = None) -> list[str]:
 
 def hive_partition_path(**values: str) -> str:
     """``dt=2026-11-20/cluster_id=prod%2Feu/``: a partition's folder as Hive and Athena name it."""
-    return "".join(f"{k}={escape_partition_value(v)}/" for k, v in values.items())
+    return partition_path(list(values), tuple(values.values()))
 
 
 class RuntimeEventsPlugin(AirflowPlugin):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from runtime_events.embedded.engine import partition_path
+from runtime_events.partitions import partition_path
 from runtime_events.embedded.metastore import CatalogError, Metastore
 from runtime_events.settings import Settings
 from runtime_events.tables import EVENTS, PUBLISHED, Table

@@ -190,8 +190,8 @@ curated AS (
     FROM classified
 ),
 
--- Lines of days outside the window belong to other runs; they are only counted here, so that
--- the reject share is taken over every line this run scanned.
+-- Lines of days outside the window belong to other runs: they are kept only as a line to count
+-- (no day, no columns), so that the reject share is taken over every line this run scanned.
 scoped AS (
     SELECT
         c.*,
@@ -201,49 +201,40 @@ scoped AS (
             ELSE 'other_days'
         END AS scope
     FROM curated AS c
+),
+
+kept AS (
+    SELECT
+        s.*,
+        scope = 'window' AND reject_reason IS NULL AS publishable
+    FROM scoped AS s
 )
 
 SELECT
-    event_id,
-    event_time,
-    container_id,
-    namespace,
-    pod_name,
-    cmdline,
-    pid,
-    rule_name,
-    description,
-    severity,
-    related_cves,
+    CASE WHEN scope <> 'other_days' THEN event_id END AS event_id,
+    CASE WHEN scope <> 'other_days' THEN event_time END AS event_time,
+    CASE WHEN scope <> 'other_days' THEN container_id END AS container_id,
+    CASE WHEN scope <> 'other_days' THEN namespace END AS namespace,
+    CASE WHEN scope <> 'other_days' THEN pod_name END AS pod_name,
+    CASE WHEN scope <> 'other_days' THEN cmdline END AS cmdline,
+    CASE WHEN scope <> 'other_days' THEN pid END AS pid,
+    CASE WHEN scope <> 'other_days' THEN rule_name END AS rule_name,
+    CASE WHEN scope <> 'other_days' THEN description END AS description,
+    CASE WHEN scope <> 'other_days' THEN severity END AS severity,
+    CASE WHEN scope <> 'other_days' THEN related_cves END AS related_cves,
     source_file,
     reject_reason,
-    rejected_line,
+    CASE WHEN scope <> 'other_days' THEN rejected_line END AS rejected_line,
     scope,
     CAST(1 AS bigint) AS line_count,
-    cluster_id,
+    CASE WHEN scope <> 'other_days' THEN cluster_id END AS cluster_id,
     -- one copy of each alert is published; the others are counted as duplicates
-    CASE WHEN reject_reason IS NULL
-        THEN row_number() OVER (PARTITION BY event_id ORDER BY source_file)
+    CASE WHEN publishable
+        THEN row_number() OVER (PARTITION BY publishable, event_id ORDER BY source_file)
     END AS copy_number,
     -- publish batches of at most 100 (dt, cluster_id) partitions: Athena's limit for one write
-    CASE WHEN reject_reason IS NULL
-        THEN (dense_rank() OVER (PARTITION BY reject_reason IS NULL ORDER BY dt, cluster_id) - 1) / 100
+    CASE WHEN publishable
+        THEN (dense_rank() OVER (PARTITION BY publishable ORDER BY dt, cluster_id) - 1) / 100
     END AS write_batch,
-    dt
-FROM scoped
-WHERE scope <> 'other_days'
-
-UNION ALL
-
-SELECT
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-    source_file,
-    reject_reason,
-    NULL,
-    scope,
-    count(*),
-    NULL, NULL, NULL,
-    NULL
-FROM scoped
-WHERE scope = 'other_days'
-GROUP BY source_file, reject_reason, scope
+    CASE WHEN scope <> 'other_days' THEN dt END AS dt
+FROM kept

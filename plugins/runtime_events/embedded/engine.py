@@ -38,9 +38,14 @@ from sqlglot import exp
 
 from runtime_events.embedded import rawfiles
 from runtime_events.embedded.metastore import CatalogError, Metastore, TableInfo
+from runtime_events.partitions import (  # noqa: F401  (re-exported for the engine's users)
+    HIVE_DEFAULT_PARTITION,
+    escape_partition_value,
+    partition_path,
+    unescape_partition_value,
+)
 
 MAX_WRITE_PARTITIONS = 100
-HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 MAX_FILE_BYTES = 128 * 1024 * 1024
 READ_ATTEMPTS = 3
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
@@ -57,27 +62,6 @@ class QueryResult:
     statement_type: str  # DDL, DML or UTILITY, as Athena reports it
     data_scanned_bytes: int = 0
     update_count: int = 0  # rows an INSERT or CTAS wrote
-
-
-# --------------------------------------------------------------------------------------------
-# Hive path escaping: partition values in folder names, as Hive, Athena and Glue write them.
-_HIVE_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(1, 32)}
-
-
-def escape_partition_value(value: str | None) -> str:
-    if value is None or value == "":
-        return HIVE_DEFAULT_PARTITION
-    return "".join(f"%{ord(c):02X}" if c in _HIVE_ESCAPED else c for c in value)
-
-
-def unescape_partition_value(text: str) -> str | None:
-    if text == HIVE_DEFAULT_PARTITION:
-        return None
-    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
-
-
-def partition_path(keys: list[str], values: tuple) -> str:
-    return "".join(f"{k}={escape_partition_value(v)}/" for k, v in zip(keys, values))
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,6 +293,8 @@ class EmbeddedEngine:
                 f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{db}.{name}' already exists: {location}"
             )
         query = statement.expression
+        if not with_data:  # only the columns are wanted: do not compute the rows
+            query = exp.select("*").from_(query.subquery("__no_data")).limit(0)
         with self._connect() as con:
             scanned = self._materialize(con, query, database)
             columns = self._result_columns(con)
