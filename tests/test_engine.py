@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import multiprocessing
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,10 @@ def scalar(engine: EmbeddedEngine, sql: str):
     (row,) = rows(engine, sql)
     (value,) = row.values()
     return value
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -455,6 +460,31 @@ class TestInsert:
         assert scalar(engine, "SELECT count(*) FROM flat") == 2
         assert pd.read_parquet(loc)["id"].tolist() == [1, 1]
 
+    def test_one_file_per_partition_unless_it_exceeds_the_size_threshold(self, engine, tmp_path, monkeypatch):
+        from runtime_events.embedded import engine as engine_module
+
+        monkeypatch.setattr(engine_module, "MAX_FILE_BYTES", 1_000_000)
+        loc = tmp_path / "sized"
+        ctas_partitioned(engine, "sized", loc, "SELECT 1 AS id, 'x' AS payload, 'd' AS dt", suffix="WITH NO DATA")
+        # 'big' holds about 20 MB of Parquet (DuckDB starts a new file between row groups of
+        # 122,880 rows), 'small' a few rows; NULL is a partition too.
+        engine.execute(
+            "INSERT INTO sized SELECT n, to_hex(sha256(to_utf8(CAST(n AS varchar)))) || "
+            "to_hex(sha256(to_utf8(CAST(-n AS varchar)))), "
+            "CASE WHEN n % 1000 = 0 THEN 'small' WHEN n % 1000 = 1 THEN NULL ELSE 'big' END "
+            "FROM (SELECT i * 500 + j AS n FROM UNNEST(sequence(0, 599)) AS a(i) "
+            "CROSS JOIN UNNEST(sequence(1, 500)) AS b(j))", DB)
+        files = {}
+        for f in loc.rglob("*.parquet"):
+            files.setdefault(f.parent.name, []).append(f)
+        assert sorted(files) == ["dt=__HIVE_DEFAULT_PARTITION__", "dt=big", "dt=small"]
+        assert len(files["dt=small"]) == 1 and len(files["dt=__HIVE_DEFAULT_PARTITION__"]) == 1
+        assert len(files["dt=big"]) >= 3
+        assert not [p for p in loc.rglob(".*")], "no staging folder or partial file is left behind"
+        written = pd.concat([pd.read_parquet(f) for f in files["dt=big"]])
+        assert sorted(written["id"]) == [n for n in range(1, 300001) if n % 1000 not in (0, 1)]
+        assert scalar(engine, "SELECT count(*) FROM sized WHERE dt IS NULL") == 300
+
     def test_insert_with_column_list(self, engine, tmp_path):
         ctas_partitioned(engine, "cl", tmp_path / "cl", "SELECT 1 AS id, 'x' AS name, 'd' AS dt", suffix="WITH NO DATA")
         engine.execute("INSERT INTO cl (dt, id) VALUES ('d9', 9)", DB)
@@ -704,6 +734,40 @@ class TestTrinoSemantics:
         assert got[0]["inf"] is None
         assert got[0]["ok"] is not None
         assert got[0]["in_string"] is not None
+
+    def test_several_json_extracts_of_one_column_read_as_each_alone(self, engine):
+        # The engine takes these out of one parse of `doc` (one json_extract over a list of paths);
+        # every value must be what json_extract of that path alone gives in Trino: the value as
+        # JSON, null when the key is missing or the document is not an object.
+        docs = ['{"a.b": "x", "c": 1, "d": null, "e": [1, {"f": 2}]}', '{"c": "2"}', "[1, 2]", '"text"',
+                '{"a.b": {"k": "v"}, "c": -0.5, "e": {"f": "g"}}', "not json"]
+        values = ", ".join(f"({i}, {_sql_text(d)})" for i, d in enumerate(docs))
+        got = rows(engine, f"""
+            SELECT n,
+                   json_format(json_extract(doc, '$["a.b"]')) AS ab,
+                   json_format(json_extract(doc, '$.c')) AS c,
+                   json_format(json_extract(v.doc, '$.d')) AS d,
+                   json_format(json_extract(doc, '$.e')) AS e,
+                   json_format(json_extract(doc, '$.c')) AS c_again,
+                   json_extract_scalar(doc, '$.c') AS c_scalar
+            FROM (SELECT n, try(json_parse(text)) AS doc FROM (VALUES {values}) AS t(n, text)) AS v
+            WHERE json_extract(doc, '$.zz') IS NULL
+            ORDER BY n""")
+
+        def expected(n: int, text: str) -> dict:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                doc = None
+
+            def at(key):
+                if not isinstance(doc, dict) or key not in doc:
+                    return None
+                return json.dumps(doc[key], separators=(",", ":"))
+            scalar_c = doc.get("c") if isinstance(doc, dict) else None
+            return {"n": n, "ab": at("a.b"), "c": at("c"), "d": at("d"), "e": at("e"), "c_again": at("c"),
+                    "c_scalar": None if scalar_c is None else str(scalar_c)}
+        assert got == [expected(n, d) for n, d in enumerate(docs)]
 
     def test_integer_column_division(self, engine):
         assert rows(engine, "SELECT x / 2 AS a FROM (VALUES 7) AS v(x)") == [{"a": 3}]

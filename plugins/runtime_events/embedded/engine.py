@@ -105,6 +105,18 @@ def _visible_files(folder: Path, suffix: str = "") -> list[Path]:
     return [p for p in rawfiles.list_files(folder) if p.name.endswith(suffix)]
 
 
+def _move_files(staging: Path, folder: Path) -> None:
+    """Move the Parquet files written under ``staging`` into ``folder``, each appearing whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in sorted(staging.glob("*.parquet")):
+        try:
+            os.replace(file, folder / file.name)
+        except OSError:  # another file system: copy beside the target first, then rename
+            partial = folder / f".{file.name}.partial"
+            shutil.copyfile(file, partial)
+            os.replace(partial, folder / file.name)
+
+
 class EmbeddedEngine:
     """Runs one Athena statement at a time against the catalogue under ``catalog_root``."""
 
@@ -309,7 +321,7 @@ class EmbeddedEngine:
             part_columns = [c for c in columns if c[0] in keys]
             partitions: dict[tuple, str] = {}
             if with_data:
-                partitions = self._write(con, location, data_columns, keys,
+                partitions = self._write(con, "__result", location, data_columns, keys,
                                          options["write_compression"], query_id, existing={})
             table = TableInfo(db, name, tuple(data_columns), tuple(part_columns), location, "parquet",
                               {"write_compression": options["write_compression"]})
@@ -343,12 +355,10 @@ class EmbeddedEngine:
                  else f"CAST(NULL AS {duckdb_type(t)})") + f" AS {_ident(c)}"
                 for c, t in all_columns
             )
-            con.execute(f"CREATE TEMP TABLE __typed AS SELECT {select} FROM __result")
-            con.execute("DROP TABLE __result")
-            con.execute("ALTER TABLE __typed RENAME TO __result")
+            con.execute(f"CREATE TEMP VIEW __typed AS SELECT {select} FROM __result")
             keys = [k for k, _ in table.partition_keys]
             existing = {p.values: p.location for p in table.partitions}
-            partitions = self._write(con, table.location, list(table.columns), keys,
+            partitions = self._write(con, "__typed", table.location, list(table.columns), keys,
                                      table.properties.get("write_compression") or table.properties.get("parquet.compression", "snappy"),
                                      query_id, existing)
             new = {v: loc for v, loc in partitions.items() if v not in existing}
@@ -357,50 +367,52 @@ class EmbeddedEngine:
             rows = con.execute("SELECT count(*) FROM __result").fetchone()[0]
         return QueryResult([], None, "DML", scanned, update_count=rows)
 
-    def _write(self, con, location: str, data_columns: list, keys: list[str], compression: str,
+    def _write(self, con, source: str, location: str, data_columns: list, keys: list[str], compression: str,
                query_id: str, existing: dict[tuple, str]) -> dict[tuple, str]:
-        """Write ``__result`` as Parquet under ``location``, one folder a partition; returns the
-        partitions written (values -> folder). New files never replace existing ones."""
+        """Write the rows of ``source`` as Parquet under ``location``, one folder a partition, in one
+        pass; returns the partitions written (values -> folder). Each partition gets one file per
+        write, or more only when it exceeds ``MAX_FILE_BYTES``. New files never replace existing ones."""
         projection = ", ".join(
-            f"CAST({_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in data_columns
+            f"CAST(s.{_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in data_columns
         )
         compression = {"gzip": "gzip", "zstd": "zstd", "snappy": "snappy", "none": "uncompressed"}.get(
             compression.lower(), "snappy")
-        if not keys:
-            self._copy(con, f"SELECT {projection} FROM __result", _local(location), compression, query_id)
-            return {}
-        key_list = ", ".join(_ident(k) for k in keys)
-        groups = con.execute(f"SELECT DISTINCT {key_list} FROM __result").fetchall()
-        if len(groups) > MAX_WRITE_PARTITIONS:
-            raise EngineError(
-                f"HIVE_TOO_MANY_OPEN_PARTITIONS: Exceeded limit of {MAX_WRITE_PARTITIONS} open writers "
-                f"for partitions/buckets ({len(groups)} partitions in one write)"
-            )
-        written: dict[tuple, str] = {}
-        for values in groups:
-            values = tuple(None if v is None else str(v) for v in values)
-            folder = existing.get(values) or location + partition_path(keys, values)
-            where = " AND ".join(
-                f"{_ident(k)} IS NOT DISTINCT FROM {_literal(v)}" for k, v in zip(keys, values)
-            )
-            self._copy(con, f"SELECT {projection} FROM __result WHERE {where}", _local(folder),
-                       compression, query_id)
-            written[values] = folder
-        return written
-
-    @staticmethod
-    def _copy(con, select: str, folder: Path, compression: str, query_id: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        # Write beside the folder, then move in: readers never see a half-written file.
-        staging = Path(tempfile.mkdtemp(prefix=f".{query_id}.", dir=folder))
+        options = (f"FORMAT parquet, COMPRESSION {compression}, FILE_SIZE_BYTES {MAX_FILE_BYTES}, "
+                   f"FILENAME_PATTERN {_literal(query_id + '_{i}')}, OVERWRITE_OR_IGNORE true")
+        root = _local(location)
+        root.mkdir(parents=True, exist_ok=True)
+        # Write beside the table's folders, then move in: readers never see a half-written file.
+        staging = Path(tempfile.mkdtemp(prefix=f".{query_id}.", dir=root))
         try:
+            if not keys:
+                con.execute(f"COPY (SELECT {projection} FROM {source} AS s) TO {_literal(str(staging))} ({options})")
+                _move_files(staging, root)
+                return {}
+            key_list = ", ".join(_ident(k) for k in keys)
+            # Each partition is numbered, and DuckDB writes the numbers' folders: the folder names
+            # are then this engine's (Hive's escaping), not DuckDB's.
+            con.execute(f"CREATE TEMP TABLE __partitions AS SELECT *, CAST(row_number() OVER () AS INTEGER) AS __part "
+                        f"FROM (SELECT DISTINCT {key_list} FROM {source})")
+            groups = con.execute(f"SELECT __part, {key_list} FROM __partitions").fetchall()
+            if len(groups) > MAX_WRITE_PARTITIONS:
+                raise EngineError(
+                    f"HIVE_TOO_MANY_OPEN_PARTITIONS: Exceeded limit of {MAX_WRITE_PARTITIONS} open writers "
+                    f"for partitions/buckets ({len(groups)} partitions in one write)"
+                )
+            if not groups:
+                return {}
+            on = " AND ".join(f"s.{_ident(k)} IS NOT DISTINCT FROM p.{_ident(k)}" for k in keys)
             con.execute(
-                f"COPY ({select}) TO {_literal(str(staging))} (FORMAT parquet, COMPRESSION {compression}, "
-                f"FILE_SIZE_BYTES {MAX_FILE_BYTES}, FILENAME_PATTERN {_literal(query_id + '_{i}')}, "
-                "OVERWRITE_OR_IGNORE true)"
+                f"COPY (SELECT {projection}, p.__part FROM {source} AS s "
+                f"JOIN __partitions AS p ON {on}) TO {_literal(str(staging))} ({options}, PARTITION_BY (__part))"
             )
-            for file in sorted(staging.glob("*.parquet")):
-                os.replace(file, folder / file.name)
+            written: dict[tuple, str] = {}
+            for number, *values in groups:
+                values = tuple(None if v is None else str(v) for v in values)
+                folder = existing.get(values) or location + partition_path(keys, values)
+                _move_files(staging / f"__part={number}", _local(folder))
+                written[values] = folder
+            return written
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -622,9 +634,13 @@ class EmbeddedEngine:
 # Trino functions whose DuckDB namesake differs in what it accepts.
 _MACROS = (
     # json_parse is strict (Jackson): NaN, Infinity and trailing commas are not JSON. DuckDB's
-    # json() accepts them, so they are looked for outside string literals first.
-    r"""CREATE MACRO trino_json_parse(s) AS CASE WHEN NOT regexp_matches(
-        regexp_replace(s, '"(?:[^"\\]|\\.)*"', '""', 'g'), '(?:NaN|Infinity|,\s*[\]}])')
+    # json() accepts them, so they are looked for outside string literals first; blanking the
+    # string literals costs as much as the parse, so only lines that contain them at all do it.
+    r"""CREATE MACRO trino_json_parse(s) AS CASE
+        WHEN NOT (contains(s, 'NaN') OR contains(s, 'Infinity') OR regexp_matches(s, ',\s*[\]}]'))
+        THEN TRY(json(s))
+        WHEN NOT regexp_matches(
+            regexp_replace(s, '"(?:[^"\\]|\\.)*"', '""', 'g'), '(?:NaN|Infinity|,\s*[\]}])')
         THEN TRY(json(s)) END""",
 )
 
@@ -647,7 +663,48 @@ def _translate(query: exp.Expression) -> exp.Expression:
             node.set("replacement", exp.Literal.string(text))
         return node
 
-    return query.transform(rewrite)
+    translated = query.transform(rewrite)
+    for select in list(translated.find_all(exp.Select)):
+        _extract_json_once(select)
+    return translated
+
+
+def _extract_json_once(select: exp.Select) -> None:
+    """Take several ``json_extract(col, path)`` of one SELECT out of a single parse of ``col``.
+
+    DuckDB parses the JSON text again for every extraction; ``json_extract(col, [paths])`` parses
+    it once and returns the values as a list. The FROM source becomes a subquery that adds that
+    list, and each extraction an element of it. Only a SELECT with one source, no joins and no
+    ``*`` is rewritten, so that the added column can neither be ambiguous nor show in the result.
+    """
+    source = select.args.get("from_")
+    if source is None or select.args.get("joins") or any(select.find_all(exp.Star)):
+        return
+    source = source.this
+    alias = source.alias_or_name
+    calls: dict[str, list[exp.JSONExtract]] = {}
+    for node in select.find_all(exp.JSONExtract):
+        column, path = node.this, node.expression
+        if (node.find_ancestor(exp.Select) is not select or not isinstance(column, exp.Column)
+                or not isinstance(path, exp.JSONPath) or column.table not in ("", alias)):
+            continue
+        calls.setdefault(column.name, []).append(node)
+    wanted = {name: nodes for name, nodes in calls.items() if len(nodes) > 1}
+    if not wanted:
+        return
+    inner = exp.select("*").from_(source.copy())
+    for number, (name, nodes) in enumerate(wanted.items()):
+        paths = list(dict.fromkeys(n.expression.sql(dialect="duckdb") for n in nodes))
+        values = f"__json_values_{number}"
+        inner = inner.select(exp.alias_(
+            exp.Anonymous(this="json_extract", expressions=[
+                exp.column(name), exp.Array(expressions=[sqlglot.parse_one(p, read="duckdb") for p in paths])]),
+            values), copy=False)
+        for node in nodes:
+            index = paths.index(node.expression.sql(dialect="duckdb"))  # sqlglot counts from 0
+            node.replace(exp.Bracket(this=exp.column(values, table=alias if node.this.table else None),
+                                     expressions=[exp.Literal.number(index)]))
+    select.set("from_", exp.From(this=inner.subquery(alias)))
 
 
 def _is_date(node: exp.Expression | None) -> bool:
