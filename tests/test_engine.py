@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import json
 import multiprocessing
 from collections import Counter
@@ -768,6 +769,25 @@ class TestTrinoSemantics:
             return {"n": n, "ab": at("a.b"), "c": at("c"), "d": at("d"), "e": at("e"), "c_again": at("c"),
                     "c_scalar": None if scalar_c is None else str(scalar_c)}
         assert got == [expected(n, d) for n, d in enumerate(docs)]
+
+    def test_hex_digest_of_joined_transformed_values(self, engine):
+        # The engine turns this into sha256(concat_ws(...)); hashlib says what Trino gives.
+        texts = [("a", "b"), ("é€", None), (None, None), ("", "x,y")]
+        values = ", ".join(f"({i}, {_sql_text(a) if a is not None else 'NULL'}, "
+                           f"{_sql_text(b) if b is not None else 'NULL'})" for i, (a, b) in enumerate(texts))
+        got = rows(engine, f"""
+            SELECT n,
+                   array_join(transform(ARRAY[a, b], v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')), ',') AS joined,
+                   array_join(transform(ARRAY[a, b], v -> upper(v)), '|') AS skips_nulls,
+                   lower(to_hex(sha256(to_utf8(array_join(transform(ARRAY[a, b], v -> coalesce(v, '-')), ','))))) AS digest
+            FROM (VALUES {values}) AS t(n, a, b) ORDER BY n""")
+
+        def expected(n, a, b):
+            joined = ",".join("-" if v is None else f"{len(v)}:{v}" for v in (a, b))
+            plain = ",".join("-" if v is None else v for v in (a, b))
+            return {"n": n, "joined": joined, "skips_nulls": "|".join(v.upper() for v in (a, b) if v is not None),
+                    "digest": hashlib.sha256(plain.encode()).hexdigest()}
+        assert got == [expected(n, a, b) for n, (a, b) in enumerate(texts)]
 
     def test_integer_column_division(self, engine):
         assert rows(engine, "SELECT x / 2 AS a FROM (VALUES 7) AS v(x)") == [{"a": 3}]

@@ -657,6 +657,24 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 exp.cast(node.args["start"], "TIMESTAMP"), exp.cast(node.args["end"], "TIMESTAMP"),
                 exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY"))])
             return exp.cast(days, exp.DataType.build("DATE[]", dialect="duckdb"))
+        if (isinstance(node, exp.LowerHex) and isinstance(node.this, exp.SHA2Digest)
+                and str(node.this.args.get("length") or "256") == "256" and isinstance(node.this.this, exp.Encode)
+                and node.this.this.args.get("charset", exp.Literal.string("utf-8")).name.lower() in ("utf-8", "utf8")):
+            # lower(to_hex(sha256(to_utf8(s)))): DuckDB's sha256(s) is that hex digest already.
+            return exp.Anonymous(this="sha256", expressions=[node.this.this.this.transform(rewrite)])
+        if (isinstance(node, exp.ArrayToString) and node.args.get("null") is None
+                and isinstance(node.expression, exp.Literal)
+                and isinstance(node.this, exp.Transform) and isinstance(node.this.this, exp.Array)
+                and isinstance(node.this.expression, exp.Lambda) and len(node.this.expression.expressions) == 1):
+            # array_join(transform(ARRAY[a, b, ...], v -> f(v)), sep) is concat_ws(sep, f(a), f(b), ...):
+            # both skip nulls; DuckDB then builds no list and calls no lambda per row.
+            lam = node.this.expression
+            var = lam.expressions[0].name
+            parts = [lam.this.copy().transform(
+                lambda n, e=element: e.copy() if isinstance(n, (exp.Identifier, exp.Column)) and n.name == var
+                and not isinstance(n.parent, exp.Column) else n)
+                for element in node.this.this.expressions]
+            return exp.Anonymous(this="concat_ws", expressions=[node.expression.copy(), *parts])
         if isinstance(node, exp.RegexpReplace) and isinstance(node.args.get("replacement"), exp.Literal):
             # Trino writes group references as $1, RE2 (DuckDB) as \1.
             text = re.sub(r"\$(\d)", r"\\\1", node.args["replacement"].name)
