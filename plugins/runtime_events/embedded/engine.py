@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +104,16 @@ def _ident(name: str) -> str:
 
 def _visible_files(folder: Path, suffix: str = "") -> list[Path]:
     return [p for p in rawfiles.list_files(folder) if p.name.endswith(suffix)]
+
+
+def _positions(columns: list) -> str:
+    return ", ".join(f"__c{i}" for i in range(len(columns)))
+
+
+def _duckdb_partition_value(folder_name: str) -> str | None:
+    """The value of a ``key=value`` folder written by DuckDB's ``PARTITION_BY``."""
+    text = folder_name.split("=", 1)[1]
+    return None if text == HIVE_DEFAULT_PARTITION else urllib.parse.unquote(text)
 
 
 def _move_files(staging: Path, folder: Path) -> None:
@@ -304,12 +315,9 @@ class EmbeddedEngine:
             raise EngineError(
                 f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{db}.{name}' already exists: {location}"
             )
-        query = statement.expression
-        if not with_data:  # only the columns are wanted: do not compute the rows
-            query = exp.select("*").from_(query.subquery("__no_data")).limit(0)
         with self._connect() as con:
-            scanned = self._materialize(con, query, database)
-            columns = self._result_columns(con)
+            query, scanned = self._prepare(con, statement.expression, database)
+            columns = self._describe(con, query)
             keys = options["partitioned_by"]
             names = [c for c, _ in columns]
             if keys and names[-len(keys):] != keys:
@@ -320,9 +328,13 @@ class EmbeddedEngine:
             data_columns = [c for c in columns if c[0] not in keys]
             part_columns = [c for c in columns if c[0] in keys]
             partitions: dict[tuple, str] = {}
-            if with_data:
-                partitions = self._write(con, "__result", location, data_columns, keys,
-                                         options["write_compression"], query_id, existing={})
+            if with_data:  # WITH NO DATA wants the columns only: the query is never run
+                select = ", ".join(
+                    (f"CAST(s.__c{i} AS {duckdb_type(t)})" if c not in keys else f"s.__c{i}") + f" AS {_ident(c)}"
+                    for i, (c, t) in enumerate(columns)
+                )
+                partitions, _ = self._write(con, f"SELECT {select} FROM ({query}) AS s({_positions(columns)})",
+                                            location, keys, options["write_compression"], query_id, existing={})
             table = TableInfo(db, name, tuple(data_columns), tuple(part_columns), location, "parquet",
                               {"write_compression": options["write_compression"]})
             self.metastore.create_table(table)
@@ -342,77 +354,66 @@ class EmbeddedEngine:
             raise EngineError("NOT_SUPPORTED: the embedded engine inserts into Parquet tables only")
         all_columns = list(table.columns + table.partition_keys)
         with self._connect() as con:
-            scanned = self._materialize(con, statement.expression, database)
-            produced = [c for c, _ in self._result_columns(con)]
+            query, scanned = self._prepare(con, statement.expression, database)
+            produced = self._describe(con, query)
             wanted = column_list or [c for c, _ in all_columns]
             if len(produced) != len(wanted):
                 raise EngineError(
                     f"TYPE_MISMATCH: Insert query has {len(produced)} columns, table has {len(wanted)}"
                 )
-            by_target = dict(zip(wanted, produced))
+            position = {c: i for i, c in enumerate(wanted)}
             select = ", ".join(
-                (f"CAST({_ident(by_target[c])} AS {duckdb_type(t)})" if c in by_target
+                (f"CAST(s.__c{position[c]} AS {duckdb_type(t)})" if c in position
                  else f"CAST(NULL AS {duckdb_type(t)})") + f" AS {_ident(c)}"
                 for c, t in all_columns
             )
-            con.execute(f"CREATE TEMP VIEW __typed AS SELECT {select} FROM __result")
             keys = [k for k, _ in table.partition_keys]
             existing = {p.values: p.location for p in table.partitions}
-            partitions = self._write(con, "__typed", table.location, list(table.columns), keys,
-                                     table.properties.get("write_compression") or table.properties.get("parquet.compression", "snappy"),
-                                     query_id, existing)
+            partitions, rows = self._write(
+                con, f"SELECT {select} FROM ({query}) AS s({_positions(produced)})", table.location, keys,
+                table.properties.get("write_compression") or table.properties.get("parquet.compression", "snappy"),
+                query_id, existing)
             new = {v: loc for v, loc in partitions.items() if v not in existing}
             if new:
                 self.metastore.update_partitions(db, name, add=new)
-            rows = con.execute("SELECT count(*) FROM __result").fetchone()[0]
         return QueryResult([], None, "DML", scanned, update_count=rows)
 
-    def _write(self, con, source: str, location: str, data_columns: list, keys: list[str], compression: str,
-               query_id: str, existing: dict[tuple, str]) -> dict[tuple, str]:
-        """Write the rows of ``source`` as Parquet under ``location``, one folder a partition, in one
-        pass; returns the partitions written (values -> folder). Each partition gets one file per
-        write, or more only when it exceeds ``MAX_FILE_BYTES``. New files never replace existing ones."""
-        projection = ", ".join(
-            f"CAST(s.{_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in data_columns
-        )
+    def _write(self, con, select: str, location: str, keys: list[str], compression: str,
+               query_id: str, existing: dict[tuple, str]) -> tuple[dict[tuple, str], int]:
+        """Run ``select`` (data columns, then the partition keys) into Parquet under ``location``,
+        one folder a partition, streaming: the rows are never held in memory as a whole. Each
+        partition gets one file per write, more only when it exceeds ``MAX_FILE_BYTES``. Returns
+        the partitions written (values -> folder) and the rows. New files never replace old ones."""
         compression = {"gzip": "gzip", "zstd": "zstd", "snappy": "snappy", "none": "uncompressed"}.get(
             compression.lower(), "snappy")
         options = (f"FORMAT parquet, COMPRESSION {compression}, FILE_SIZE_BYTES {MAX_FILE_BYTES}, "
                    f"FILENAME_PATTERN {_literal(query_id + '_{i}')}, OVERWRITE_OR_IGNORE true")
+        if keys:
+            options += f", PARTITION_BY ({', '.join(_ident(k) for k in keys)})"
         root = _local(location)
         root.mkdir(parents=True, exist_ok=True)
         # Write beside the table's folders, then move in: readers never see a half-written file.
         staging = Path(tempfile.mkdtemp(prefix=f".{query_id}.", dir=root))
         try:
+            (rows,) = con.execute(f"COPY ({select}) TO {_literal(str(staging))} ({options})").fetchone()
             if not keys:
-                con.execute(f"COPY (SELECT {projection} FROM {source} AS s) TO {_literal(str(staging))} ({options})")
                 _move_files(staging, root)
-                return {}
-            key_list = ", ".join(_ident(k) for k in keys)
-            # Each partition is numbered, and DuckDB writes the numbers' folders: the folder names
-            # are then this engine's (Hive's escaping), not DuckDB's.
-            con.execute(f"CREATE TEMP TABLE __partitions AS SELECT *, CAST(row_number() OVER () AS INTEGER) AS __part "
-                        f"FROM (SELECT DISTINCT {key_list} FROM {source})")
-            groups = con.execute(f"SELECT __part, {key_list} FROM __partitions").fetchall()
-            if len(groups) > MAX_WRITE_PARTITIONS:
+                return {}, rows
+            # DuckDB names the folders key=value with the value percent-encoded; this engine
+            # (like Hive) escapes fewer characters, so each partition moves to its own name.
+            folders = sorted({f.parent for f in staging.rglob("*.parquet")})
+            if len(folders) > MAX_WRITE_PARTITIONS:
                 raise EngineError(
                     f"HIVE_TOO_MANY_OPEN_PARTITIONS: Exceeded limit of {MAX_WRITE_PARTITIONS} open writers "
-                    f"for partitions/buckets ({len(groups)} partitions in one write)"
+                    f"for partitions/buckets ({len(folders)} partitions in one write)"
                 )
-            if not groups:
-                return {}
-            on = " AND ".join(f"s.{_ident(k)} IS NOT DISTINCT FROM p.{_ident(k)}" for k in keys)
-            con.execute(
-                f"COPY (SELECT {projection}, p.__part FROM {source} AS s "
-                f"JOIN __partitions AS p ON {on}) TO {_literal(str(staging))} ({options}, PARTITION_BY (__part))"
-            )
             written: dict[tuple, str] = {}
-            for number, *values in groups:
-                values = tuple(None if v is None else str(v) for v in values)
-                folder = existing.get(values) or location + partition_path(keys, values)
-                _move_files(staging / f"__part={number}", _local(folder))
-                written[values] = folder
-            return written
+            for folder in folders:
+                values = tuple(_duckdb_partition_value(part) for part in folder.relative_to(staging).parts)
+                target = existing.get(values) or location + partition_path(keys, values)
+                _move_files(folder, _local(target))
+                written[values] = target
+            return written, rows
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -435,12 +436,23 @@ class EmbeddedEngine:
             table = con.sql(f"SELECT {ms} FROM __result").to_arrow_table() if columns else pa.table({})
         return QueryResult(columns, table, "DML", scanned)
 
-    def _materialize(self, con, query: exp.Query, database: str) -> int:
-        """Run ``query`` into the temp table ``__result``; returns the bytes of files read."""
+    def _prepare(self, con, query: exp.Query, database: str) -> tuple[str, int]:
+        """``query`` as DuckDB SQL over views of the catalogue's tables; and the bytes of files read."""
         query = query.copy()
         scanned = self._bind_tables(con, query, database)
-        con.execute(f"CREATE TEMP TABLE __result AS {_translate(query).sql(dialect='duckdb')}")
+        return _translate(query).sql(dialect="duckdb"), scanned
+
+    def _materialize(self, con, query: exp.Query, database: str) -> int:
+        """Run ``query`` into the temp table ``__result``; returns the bytes of files read."""
+        duck, scanned = self._prepare(con, query, database)
+        con.execute(f"CREATE TEMP TABLE __result AS {duck}")
         return scanned
+
+    @staticmethod
+    def _describe(con, query: str) -> list[tuple[str, str]]:
+        """The result columns of ``query`` (name, Hive type), without running it."""
+        rows = con.execute(f"DESCRIBE {query}").fetchall()
+        return [(name, hive_type(dtype)) for name, dtype, *_ in rows]
 
     @staticmethod
     def _result_columns(con) -> list[tuple[str, str]]:
@@ -463,6 +475,11 @@ class EmbeddedEngine:
             con.execute(f"SET memory_limit = {_literal(self.memory_limit)}")
         con.execute(f"SET temp_directory = {_literal(spill)}")
         con.execute("SET TimeZone = 'UTC'")
+        # Athena promises no row order without ORDER BY; keeping it costs DuckDB memory on writes.
+        con.execute("SET preserve_insertion_order = false")
+        # A partitioned write buffers this many rows per thread before handing them to the files
+        # (DuckDB's default, 524,288 rows, holds about 1 GB of alerts).
+        con.execute("SET partitioned_write_flush_threshold = 65536")
         # Trino divides integers as integers (truncating); DuckDB's "/" would give a double.
         con.execute("SET integer_division = true")
         for macro in _MACROS:
