@@ -108,11 +108,11 @@ def statement_kind(text: str) -> str:
         return "create_table " + t.split("CREATE EXTERNAL TABLE IF NOT EXISTS ")[-1].split()[0].split(".")[-1]
     if "CREATE TABLE" in t and "runtime_events_lines" in t:
         return "stage_alerts"
-    if "line_count" in t and "last_write_batch" in t:
+    if "line_count" in t and "event_count" in t and "_stage_" in t and "INSERT INTO" not in t:
         return "audit_stage"
     if "WITH NO DATA" in t:
         return "create_version"
-    if "INSERT INTO" in t and "write_batch =" in t:
+    if "INSERT INTO" in t and "copy_number = 1" in t and "runtime_events_load_audit" not in t:
         return "write_batch"
     if "expected_rows" in t and "written_rows" in t:
         return "audit_version"

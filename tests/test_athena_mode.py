@@ -232,14 +232,17 @@ class FakeAthena:
             queue_results(self.proxy, [("rule_name", "Dump Process Memory"), ("severity", "High"), ("count_rules", 7)])
             return
         statement = sqlglot.parse_one(text, read="athena")
-        if not isinstance(statement, exp.Query) or "last_write_batch" not in text and "expected_rows" not in text:
+        if not isinstance(statement, exp.Query) or "event_count" not in text and "expected_rows" not in text:
             return
         lines = 2 * len(self.proxy.clusters)
         values = {"scope": "window", "dt": DAY, "reject_reason": None, "source_file": None, "line_count": lines,
-                  "event_count": lines, "file_count": 1, "last_write_batch": (len(self.proxy.clusters) - 1) // 100,
-                  "expected_rows": lines, "written_rows": lines, "distinct_event_ids": lines,
+                  "event_count": lines, "expected_rows": lines, "written_rows": lines, "distinct_event_ids": lines,
                   "missing_required": 0, "unknown_severity": 0, "wrong_day": 0}
-        queue_results(self.proxy, [(c, values[c]) for c in statement.named_selects])
+        if "event_count" in text:  # audit_stage: a row per (dt, cluster_id) partition of valid alerts
+            rows = [{**values, "cluster_id": c, "line_count": 2, "event_count": 2} for c in self.proxy.clusters]
+        else:
+            rows = [values]
+        queue_results(self.proxy, [[(c, row[c]) for c in statement.named_selects] for row in rows])
 
     def after(self, call: Call) -> dict:
         answer = call.answer
@@ -332,11 +335,10 @@ class FakeAthena:
         target = statement.this
         table = self.glue.get_table(DatabaseName=target.db, Name=target.name)["Table"]
         keys = [k["Name"] for k in table.get("PartitionKeys", [])]
-        batch = re.search(r"write_batch = (\d+)", statement.sql("athena"))
+        first, last = batch_edges(statement.sql("athena"))
         values = [()]
-        if batch:
-            first = 100 * int(batch.group(1))
-            values = [(DAY, cluster) for cluster in sorted(self.proxy.clusters)[first:first + 100]]
+        if first is not None:
+            values = [(DAY, cluster) for cluster in sorted(self.proxy.clusters) if first <= cluster <= last]
         self._write(target.db, target.name, table["StorageDescriptor"]["Location"], values, keys, query_id)
 
     def _write(self, database, name, location, values: list[tuple], keys: list[str], query_id: str) -> None:
@@ -352,11 +354,22 @@ class FakeAthena:
                                              PartitionInputList=partitions[i:i + 100])
 
 
-def queue_results(proxy: AwsProxy, row: list[tuple[str, object]]) -> None:
-    """Queue one result set (a header and ``row``) in moto for the next query started."""
+def batch_edges(text: str) -> tuple[str | None, str | None]:
+    """The first and last cluster of a write batch (write_batch.sql), or None for other INSERTs."""
+    first = re.search(r"cluster_id >= '((?:[^']|'')*)'", text)
+    last = re.search(r"cluster_id <= '((?:[^']|'')*)'", text)
+    if not (first and last):
+        return None, None
+    return first.group(1).replace("''", "'"), last.group(1).replace("''", "'")
+
+
+def queue_results(proxy: AwsProxy, rows: list[tuple[str, object]] | list[list[tuple[str, object]]]) -> None:
+    """Queue one result set (a header and ``rows``, or one row) in moto for the next query started."""
+    rows = rows if rows and isinstance(rows[0], list) else [rows]
+    row = rows[0]
     result = {
-        "rows": [{"Data": [{"VarCharValue": name} for name, _ in row]},
-                 {"Data": [{} if v is None else {"VarCharValue": str(v)} for _, v in row]}],
+        "rows": [{"Data": [{"VarCharValue": name} for name, _ in row]}]
+                + [{"Data": [{} if v is None else {"VarCharValue": str(v)} for _, v in r]} for r in rows],
         "column_info": [{"Name": n, "Label": n, "Type": "bigint" if isinstance(v, int) else "varchar",
                          "Nullable": "UNKNOWN"} for n, v in row],
     }
@@ -554,7 +567,7 @@ def run_athena(proxy: AwsProxy, s3, glue, tmp: Path, embedded: subprocess.Popen,
                    capture_output=True)
     marks, outputs, published = {}, {}, {}
     # 1. a new account; polling; the second write batch FAILED on Athena
-    first, proxy.fail = len(proxy.calls), ("write_batch = 1", FAILURE)
+    first, proxy.fail = len(proxy.calls), (f"cluster_id >= '{sorted(CLUSTERS)[100]}'", FAILURE)
     outputs["failing"] = dags_test(athena_env(home, proxy), tmp, "failing").stdout
     proxy.fail = None
     marks["failing"], published["failing"] = (first, len(proxy.calls)), partitions()
@@ -648,7 +661,8 @@ def test_250_clusters_are_staged_once_and_published_in_three_batches(athena_runs
     texts = [c.params["QueryString"] for c in athena_runs.statements("main")]
     assert sum(f"FROM {DATABASE}.runtime_events_lines" in t for t in texts) == 1  # one scan of the raw files
     writes = [t for t in texts if f"INSERT INTO {DATABASE}.runtime_events_parquet_r" in t]
-    assert sorted(re.search(r"write_batch = (\d+)", t).group(1) for t in writes) == ["0", "1", "2"]
+    edges = sorted(batch_edges(t) for t in writes)
+    assert edges == [(CLUSTERS[0], CLUSTERS[99]), (CLUSTERS[100], CLUSTERS[199]), (CLUSTERS[200], CLUSTERS[249])]
     published = athena_runs.partitions["main"]
     assert sorted(published) == [(DAY, c) for c in CLUSTERS]
     assert all(f"/runtime_events_parquet/{athena_runs.token('main')}/" in loc for loc in published.values())
@@ -754,7 +768,8 @@ def test_a_failed_query_fails_its_task_with_athenas_reason_and_publishes_nothing
     assert "state=failed" in output
     assert f"Final state of Athena job is FAILED, query_execution_id is" in output and FAILURE in output
     texts = [c.params["QueryString"] for c in athena_runs.statements("failing")]
-    assert "write_batch = " in texts[-1] and not any("expected_rows" in t for t in texts)  # no audit, no publish
+    assert batch_edges(texts[-1]) == (CLUSTERS[100], CLUSTERS[199])  # the second write batch
+    assert not any("expected_rows" in t for t in texts)  # no audit, no publish
     calls = athena_runs.calls("failing")
     assert not [c for c in calls if c.by == "dag" and c.action.startswith("Batch")]  # no partition changed
     assert athena_runs.partitions["failing"] == {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import oracle
-from alert_fixtures import write_nasty_alerts
+from alert_fixtures import _base, _line, _ns, _write, iso, write_nasty_alerts
 from local_pipeline import Pipeline, make_settings
 from runtime_events import checks
 from runtime_events.embedded.engine import EmbeddedEngine
@@ -147,3 +147,30 @@ def test_reject_share_is_taken_over_every_scanned_line(tmp_path):
     (raw / "garbage.json").write_text("not json\n" * 20)
     with pytest.raises(checks.DataQualityError, match="20 of 134 alert lines"):
         pipeline.run_day("2026-05-10")
+
+
+def test_more_than_100_partitions_are_written_in_batches_of_at_most_100(tmp_path):
+    # 3 days x 100 clusters = 300 partitions of the window: three INSERT batches, each a range of
+    # partitions in (dt, cluster_id) order. Cluster ids that need quoting in SQL sit on the
+    # batches' edges: the first and the last of each day.
+    clusters = ["a'", "a''b"] + [f"m{i:03d}" for i in range(96)] + ["z é", "z\\'"]
+    lines = []
+    for day in DAYS:
+        for n, cluster in enumerate(clusters):
+            alert = _base(day, cluster=cluster, **{"evt.time": iso(_ns(day, 1 + n % 20, n % 60))})
+            lines += [_line(alert), _line({**alert, "proc.pid": n})]
+    _write(tmp_path / "raw" / "a.json", lines)
+    _write(tmp_path / "raw" / "copy.json", lines[::7])  # duplicates in another file
+    pipeline = Pipeline(make_settings(tmp_path))
+    run = pipeline.write(DAYS[-1])
+    batches = checks.plan_write_batches(pipeline.rows("runtime_events_parquet/audit_stage.sql", run))
+    edges = [(b["partitions"]["first_dt"], b["partitions"]["first_cluster_id"],
+              b["partitions"]["last_dt"], b["partitions"]["last_cluster_id"]) for b in batches]
+    everything = sorted((d, c) for d in DAYS for c in clusters)
+    assert edges == [(day, "a'", day, "z\\'") for day in DAYS]
+    assert edges == [(*everything[i], *everything[min(i + 99, len(everything) - 1)]) for i in range(0, 300, 100)]
+    pipeline.run_day(DAYS[-1])
+    expected = oracle.expected_tables(tmp_path / "raw", DAYS)["runtime_events_parquet"]
+    got = pipeline.table("runtime_events_parquet")
+    assert len(got) == len(expected) == 2 * 300
+    assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 REJECT_REASONS = ("invalid_utf8", "malformed_json", "not_object", "bad_event_time",
                   "missing_cluster_id", "missing_rule_name")
 MAX_FILES_NAMED = 20
+MAX_WRITE_PARTITIONS = 100  # Athena writes at most 100 partitions in one CTAS or INSERT
 
 
 class DataQualityError(Exception):
@@ -25,7 +26,7 @@ class DataQualityError(Exception):
 
 def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
     """Account for every scanned line and enforce ``reject_threshold`` over all of them; returns
-    the publish batches (``[{"batch": 0}, ...]``, at least one) for the mapped write task."""
+    the publish batches (:func:`plan_write_batches`) for the mapped write task."""
     scanned = sum(r["line_count"] for r in rows)
     reasons: Counter = Counter()
     files: Counter = Counter()
@@ -59,8 +60,22 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
             + f". Files: {named}" + (f" and {more} more" if more > 0 else "")
             + ". Nothing was published; the previous partitions are intact."
         )
-    last = max((r["last_write_batch"] for r in rows if r["last_write_batch"] is not None), default=0)
-    return [{"batch": b} for b in range(last + 1)]
+    return plan_write_batches(rows)
+
+
+def plan_write_batches(rows: list[dict]) -> list[dict]:
+    """The window's (dt, cluster_id) partitions of valid alerts, in that order, cut into batches
+    of at most ``MAX_WRITE_PARTITIONS`` (Athena's limit for one write): each batch is the range
+    from its first to its last partition. At least one batch, so that the write task always runs."""
+    partitions = sorted({(r["dt"], r["cluster_id"]) for r in rows
+                         if r["scope"] == "window" and r["reject_reason"] is None and r["cluster_id"] is not None})
+    batches = []
+    for number, start in enumerate(range(0, len(partitions), MAX_WRITE_PARTITIONS)):
+        chunk = partitions[start:start + MAX_WRITE_PARTITIONS]
+        batches.append({"batch": number, "partitions": {
+            "first_dt": chunk[0][0], "first_cluster_id": chunk[0][1],
+            "last_dt": chunk[-1][0], "last_cluster_id": chunk[-1][1]}})
+    return batches or [{"batch": 0, "partitions": None}]
 
 
 def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:

@@ -70,6 +70,13 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
     for key, value in (extra or {}).items():
         if key == "batch" and not (isinstance(value, int) and value >= 0):
             raise ValueError(f"batch must be a whole number, not {value!r}")
+        if key == "partitions" and value is not None:
+            if set(value) != {"first_dt", "first_cluster_id", "last_dt", "last_cluster_id"}:
+                raise ValueError(f"partitions must give a first and last dt and cluster_id, not {value!r}")
+            date.fromisoformat(value["first_dt"])
+            date.fromisoformat(value["last_dt"])
+            if not all(isinstance(value[k], str) and value[k] for k in ("first_cluster_id", "last_cluster_id")):
+                raise ValueError(f"partitions must name clusters, not {value!r}")
         if key == "table" and not re.fullmatch(r"[a-z_][a-z0-9_]*", str(value)):
             raise ValueError(f"table must be a table name, not {value!r}")
         params[key] = value

@@ -232,9 +232,5 @@ SELECT
     CASE WHEN publishable
         THEN row_number() OVER (PARTITION BY publishable, event_id ORDER BY source_file)
     END AS copy_number,
-    -- publish batches of at most 100 (dt, cluster_id) partitions: Athena's limit for one write
-    CASE WHEN publishable
-        THEN (dense_rank() OVER (PARTITION BY publishable ORDER BY dt, cluster_id) - 1) / 100
-    END AS write_batch,
     CASE WHEN scope <> 'other_days' THEN dt END AS dt
 FROM kept

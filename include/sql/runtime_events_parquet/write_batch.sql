@@ -1,10 +1,20 @@
--- Write one batch of at most 100 (dt, cluster_id) partitions of the new version from the stage:
--- one copy of each valid alert.
+-- Write one batch of the new version from the stage: one copy of each valid alert of the
+-- batch's (dt, cluster_id) partitions, at most 100 (Athena's limit for one write), a range of
+-- them in (dt, cluster_id) order as audit_stage planned it.
 INSERT INTO {{ params.database }}.runtime_events_parquet_{{ params.run_token }}
 SELECT
     event_id, event_time, container_id, namespace, pod_name, cmdline, pid, rule_name,
     description, severity, related_cves, source_file, dt, cluster_id
 FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
 WHERE reject_reason IS NULL
+    AND scope = 'window'
     AND copy_number = 1
-    AND write_batch = {{ params.batch }}
+{%- if params.partitions is defined and params.partitions %}
+    AND (dt > '{{ params.partitions.first_dt }}'
+        OR (dt = '{{ params.partitions.first_dt }}' AND cluster_id >= '{{ params.partitions.first_cluster_id | replace("'", "''") }}'))
+    AND (dt < '{{ params.partitions.last_dt }}'
+        OR (dt = '{{ params.partitions.last_dt }}' AND cluster_id <= '{{ params.partitions.last_cluster_id | replace("'", "''") }}'))
+{%- else %}
+    -- no valid alert in the window: the batch writes nothing
+    AND false
+{%- endif %}
