@@ -750,7 +750,8 @@ class TestTrinoSemantics:
                    json_format(json_extract(v.doc, '$.d')) AS d,
                    json_format(json_extract(doc, '$.e')) AS e,
                    json_format(json_extract(doc, '$.c')) AS c_again,
-                   json_extract_scalar(doc, '$.c') AS c_scalar
+                   json_extract_scalar(doc, '$.c') AS c_scalar,
+                   json_format(doc) AS whole
             FROM (SELECT n, try(json_parse(text)) AS doc FROM (VALUES {values}) AS t(n, text)) AS v
             WHERE json_extract(doc, '$.zz') IS NULL
             ORDER BY n""")
@@ -767,7 +768,8 @@ class TestTrinoSemantics:
                 return json.dumps(doc[key], separators=(",", ":"))
             scalar_c = doc.get("c") if isinstance(doc, dict) else None
             return {"n": n, "ab": at("a.b"), "c": at("c"), "d": at("d"), "e": at("e"), "c_again": at("c"),
-                    "c_scalar": None if scalar_c is None else str(scalar_c)}
+                    "c_scalar": None if scalar_c is None else str(scalar_c),
+                    "whole": None if doc is None else json.dumps(doc, separators=(",", ":"))}
         assert got == [expected(n, d) for n, d in enumerate(docs)]
 
     def test_hex_digest_of_joined_transformed_values(self, engine):

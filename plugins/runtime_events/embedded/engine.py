@@ -674,6 +674,10 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 exp.cast(node.args["start"], "TIMESTAMP"), exp.cast(node.args["end"], "TIMESTAMP"),
                 exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY"))])
             return exp.cast(days, exp.DataType.build("DATE[]", dialect="duckdb"))
+        if isinstance(node, exp.JSONFormat) and node.args.get("is_json") and not node.args.get("options"):
+            # json_format(json): DuckDB's JSON values are already compact JSON text; to_json()
+            # would parse and print each one again.
+            return exp.cast(node.this.transform(rewrite), exp.DataType.build("TEXT"))
         if (isinstance(node, exp.LowerHex) and isinstance(node.this, exp.SHA2Digest)
                 and str(node.this.args.get("length") or "256") == "256" and isinstance(node.this.this, exp.Encode)
                 and node.this.this.args.get("charset", exp.Literal.string("utf-8")).name.lower() in ("utf-8", "utf8")):
