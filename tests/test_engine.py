@@ -130,6 +130,21 @@ class TestDDL:
             engine.execute(f"CREATE EXTERNAL TABLE lines (line string) STORED AS TEXTFILE LOCATION '{tmp_path}/txt/'", DB)
         assert [r["line"] for r in rows(engine, "SELECT * FROM lines")] == ["first", "second line", "{not json"]
 
+    def test_plans_that_read_a_raw_table_more_than_once(self, engine, tmp_path):
+        # Raw lines reach DuckDB as a stream that can be scanned once; a plan that scans a
+        # table twice must still see every line each time.
+        for n in range(30):
+            write_lines(tmp_path / "txt" / f"{n:02d}.log", [f"line {n} {i}" for i in range(n)])
+        engine.execute(f"CREATE EXTERNAL TABLE lines (line string) LOCATION '{tmp_path}/txt/'", DB)
+        total = sum(range(30))
+        with_one = sum(1 for n in range(30) for i in range(n) if "1" in f"line {n} {i}")
+        assert scalar(engine, "SELECT count(*) FROM lines a CROSS JOIN lines b") == total * total
+        assert scalar(engine, "WITH x AS (SELECT line FROM lines) SELECT (SELECT count(*) FROM x) "
+                              "+ 1000 * (SELECT count(*) FROM x WHERE line LIKE '%1%') AS n") == total + 1000 * with_one
+        assert scalar(engine, "SELECT count(*) FROM lines WHERE line IN (SELECT line FROM lines WHERE line LIKE '%2%') "
+                              "AND length(line) > (SELECT min(length(line)) FROM lines)") == sum(
+            1 for n in range(30) for i in range(n) if "2" in f"line {n} {i}" and len(f"line {n} {i}") > 8)
+
     def test_partitioned_parquet_external_table(self, engine, tmp_path):
         loc = tmp_path / "pq"
         (loc / "dt=2026-01-01").mkdir(parents=True)

@@ -42,12 +42,33 @@ def test_arrow_split_equals_line_by_line_reading(data: bytes) -> None:
     assert rawfiles.split_lines_arrow(data).to_pylist() == expected_lines(data)
 
 
-def test_read_lines_keeps_each_files_path_and_counts_its_bytes(tmp_path) -> None:
+def test_stream_keeps_each_files_path_and_partition_and_counts_its_bytes(tmp_path) -> None:
     plain = tmp_path / "a.json"
     plain.write_bytes(b"x\ny\r\n\n")
     packed = tmp_path / "b.json.gz"
     packed.write_bytes(gzip.compress(b"z\n\xff\n"))
-    table, scanned = rawfiles.read_lines([plain, packed])
-    assert table.column("line").to_pylist() == ["x", "y", "z", "\ufffd\ufffd"]
-    assert table.column("$path").to_pylist() == [str(plain)] * 2 + [str(packed)] * 2
-    assert scanned == plain.stat().st_size + packed.stat().st_size
+    empty = tmp_path / "c.json"
+    empty.write_bytes(b"")
+    files = [tmp_path / f"{n:02d}.json" for n in range(12)]  # more files than read-ahead slots
+    for n, path in enumerate(files):
+        path.write_bytes(b"".join(b"%d-%d\n" % (n, i) for i in range(n)))
+    stream, scanned = rawfiles.stream_lines([([plain, packed], "d1"), ([empty], "d2"), (files, "d3")], "arrival")
+    table = stream.read_all()
+    assert table.column("line").to_pylist() == ["x", "y", "z", "\ufffd\ufffd"] + [
+        f"{n}-{i}" for n in range(12) for i in range(n)]
+    assert table.column("$path").to_pylist() == [str(plain)] * 2 + [str(packed)] * 2 + [
+        str(path) for n, path in enumerate(files) for _ in range(n)]
+    assert table.column("arrival").to_pylist() == ["d1"] * 4 + ["d3"] * sum(range(12))
+    assert scanned == sum(p.stat().st_size for p in [plain, packed, empty, *files])
+
+
+def test_an_unreadable_file_ends_the_stream_and_is_reported(tmp_path) -> None:
+    good = tmp_path / "a.json"
+    good.write_bytes(b"x\n")
+    bad = tmp_path / "b.json.gz"
+    bad.write_bytes(gzip.compress(b"y\n" * 100)[:-10])
+    failures: list = []
+    stream, _ = rawfiles.stream_lines([([good, bad], None)], failures=failures)
+    with pytest.raises(rawfiles.RawFileError, match="b.json.gz"):
+        stream.read_all()
+    assert len(failures) == 1 and str(bad) in str(failures[0])

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -137,6 +138,8 @@ class EmbeddedEngine:
         self.warehouse = Path(warehouse) if warehouse else Path(catalog_root).parent
         self.threads = threads or int(os.environ.get("RUNTIME_EVENTS_DUCKDB_THREADS", "0")) or None
         self.memory_limit = memory_limit or os.environ.get("RUNTIME_EVENTS_DUCKDB_MEMORY_LIMIT")
+        # Raw lines reach DuckDB as a stream (never all in memory) unless a plan must scan twice.
+        self._streaming = threading.local()
 
     # -- entry point -----------------------------------------------------------------------
     def execute(self, sql: str, database: str, query_id: str | None = None) -> QueryResult:
@@ -148,9 +151,18 @@ class EmbeddedEngine:
         if len(statements) != 1:
             raise EngineError("INVALID_QUERY: Only one sql statement is allowed")
         statement = statements[0]
+        self._streaming.enabled = True
         for attempt in range(READ_ATTEMPTS):
+            self._streaming.failures = []
             try:
                 return self._dispatch(statement, database, query_id)
+            except duckdb.InvalidInputException as exc:
+                if self._streaming.failures:  # a raw file could not be read: name it, not the stream
+                    raise EngineError(str(self._streaming.failures[0])) from None
+                if "already been consumed" not in str(exc) or not self._streaming.enabled:
+                    raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
+                # The plan scans a raw table twice: read its lines into memory and run it again.
+                self._streaming.enabled = False
             except (duckdb.IOException, FileNotFoundError) as exc:
                 # A publish re-pointed a partition and deleted its old files between reading the
                 # catalogue and reading the files: read the catalogue again.
@@ -537,18 +549,14 @@ class EmbeddedEngine:
         keys = [k for k, _ in info.partition_keys]
         if keys:
             partitions = self._prune(con, view, info, self._text_partitions(info), pruning)
-            tables, scanned = [], 0
-            for values, location in partitions:
-                lines, size = rawfiles.read_lines(rawfiles.list_files(_local(location)))
-                scanned += size
-                tables.append(lines.append_column(keys[0], pa.array([values[0]] * lines.num_rows, pa.large_string())))
-            empty = rawfiles.read_lines([])[0]
-            empty = empty.append_column(keys[0], pa.array([], pa.large_string()))
-            lines = pa.concat_tables(tables) if tables else empty
+            parts = [(rawfiles.list_files(_local(location)), values[0]) for values, location in partitions]
             partition_sql = f", {_ident(keys[0])}"
         else:
-            lines, scanned = rawfiles.read_lines(rawfiles.list_files(_local(info.location)))
+            parts = [(rawfiles.list_files(_local(info.location)), None)]
             partition_sql = ""
+        lines, scanned = rawfiles.stream_lines(parts, keys[0] if keys else None, self._streaming.failures)
+        if not self._streaming.enabled:
+            lines = lines.read_all()
         con.register(f"{view}_lines", lines)
         path = ', "$path"' if wants_path else ""
         if info.format == "text":

@@ -1,8 +1,8 @@
 """The embedded engine's text SerDe: files of lines under a table location, as Athena reads them.
 
 Athena lists a table's location recursively, skips names starting with ``.`` or ``_``, and
-decompresses ``.gz`` files. This module does the same for local folders and hands DuckDB an
-Arrow table with one row per line and Athena's ``$path`` pseudo-column.
+decompresses ``.gz`` files. This module does the same for local folders and hands DuckDB a
+stream of Arrow record batches with one row per line and Athena's ``$path`` pseudo-column.
 
 A line that is not valid UTF-8 becomes its text with replacement characters, prefixed by U+FFFD:
 no JSON parser accepts it, just as Athena's JSON functions refuse the raw bytes. A file that
@@ -16,7 +16,8 @@ import gzip
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -95,33 +96,51 @@ def _decode_line(raw: bytes) -> str:
         return INVALID_UTF8_MARK + raw.decode("utf-8", errors="replace")
 
 
-def read_lines(files: Iterable[Path]) -> tuple[pa.Table, int]:
-    """All lines of ``files`` as an Arrow table (``line``, ``$path``), and the bytes read.
+def stream_lines(parts: list[tuple[list[Path], str | None]], key: str | None = None,
+                 failures: list | None = None) -> tuple[pa.RecordBatchReader, int]:
+    """The lines of every file of ``parts`` (files, and the value of the partition column ``key``
+    they belong to) as a stream of record batches, one a file, and the bytes the files hold.
 
-    Files are read and split on a few threads: reading, decompressing and Arrow's kernels
-    release the GIL. The rows keep the order of ``files``."""
-    files = list(files)
-    if not files:
-        return _empty(), 0
-    with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1, 4)) as pool:
-        lines = list(pool.map(lambda path: split_lines_arrow(read_bytes(path)), files))
-    paths = [
-        pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(len(file_lines), dtype=np.int32)), pa.array([str(path)], type=pa.large_string())
-        )
-        for path, file_lines in zip(files, lines)
-    ]
-    return (
-        pa.table({
-            "line": pa.chunked_array(lines, type=pa.large_string()),
-            "$path": pa.chunked_array(paths),
-        }),
-        sum(path.stat().st_size for path in files),
-    )
+    Files are read a few ahead on threads while the consumer works on earlier ones, so that at
+    no time are all lines in memory: DuckDB frees each batch once it has scanned it. A stream can
+    be scanned only once. A file that cannot be read ends the stream with :class:`RawFileError`,
+    also appended to ``failures``: the consumer may report it in its own words."""
+    fields = [pa.field("line", pa.large_string()), pa.field("$path", pa.large_string())]
+    if key is not None:
+        fields.append(pa.field(key, pa.large_string()))
+    schema = pa.schema(fields)
+    jobs = [(path, value) for files, value in parts for path in files]
+    scanned = sum(path.stat().st_size for path, _ in jobs)
+    workers = min(len(jobs), os.cpu_count() or 1, 4) or 1
 
+    def batch(path: Path, value: str | None, lines: pa.Array) -> pa.RecordBatch:
+        repeat = pa.array(np.zeros(len(lines), dtype=np.int32))
+        columns = [lines, pa.DictionaryArray.from_arrays(repeat, pa.array([str(path)], pa.large_string()))
+                   .cast(pa.large_string())]
+        if key is not None:
+            columns.append(pa.DictionaryArray.from_arrays(repeat, pa.array([value], pa.large_string()))
+                           .cast(pa.large_string()))
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
 
-def _empty() -> pa.Table:
-    return pa.table({
-        "line": pa.array([], type=pa.large_string()),
-        "$path": pa.array([], type=pa.large_string()).dictionary_encode(),
-    })
+    def batches() -> Iterator[pa.RecordBatch]:
+        pending: deque = deque()
+        todo = iter(jobs)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            def submit() -> None:
+                job = next(todo, None)
+                if job is not None:
+                    pending.append((job, pool.submit(lambda path: split_lines_arrow(read_bytes(path)), job[0])))
+            for _ in range(2 * workers):
+                submit()
+            while pending:
+                (path, value), future = pending.popleft()
+                submit()
+                try:
+                    lines = future.result()
+                except RawFileError as exc:
+                    if failures is not None:
+                        failures.append(exc)
+                    raise
+                yield batch(path, value, lines)
+
+    return pa.RecordBatchReader.from_batches(schema, batches()), scanned
