@@ -787,6 +787,20 @@ class TestTrinoSemantics:
                     "whole": None if doc is None else json.dumps(doc, separators=(",", ":"))}
         assert got == [expected(n, d) for n, d in enumerate(docs)]
 
+    def test_json_extract_scalar_gives_null_for_arrays_and_objects(self, engine):
+        # Trino: "the value referenced by json_path must be a scalar (boolean, number or string)".
+        got = rows(engine, """
+            SELECT json_extract_scalar(doc, '$.a') AS a, json_extract_scalar(doc, '$.b') AS b,
+                   json_extract_scalar(doc, '$.c') AS c, json_extract_scalar(doc, '$.d') AS d,
+                   json_extract_scalar(doc, '$.e') AS e, json_extract_scalar(doc, '$.f') AS f,
+                   json_extract_scalar(doc, '$.missing') AS missing,
+                   json_extract_scalar('{"a": [1]}', '$.a') AS from_text,
+                   json_extract_scalar('[1, "x"]', '$[1]') AS from_array
+            FROM (SELECT json_parse('{"a": [1, 2], "b": {"c": 1}, "c": "text", "d": 1.5, "e": true, "f": null}') AS doc)
+        """)
+        assert got == [{"a": None, "b": None, "c": "text", "d": "1.5", "e": "true", "f": None, "missing": None,
+                        "from_text": None, "from_array": "x"}]
+
     def test_hex_digest_of_joined_transformed_values(self, engine):
         # The engine turns this into sha256(concat_ws(...)); hashlib says what Trino gives.
         texts = [("a", "b"), ("é€", None), (None, None), ("", "x,y")]

@@ -682,6 +682,15 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 exp.cast(node.args["start"], "TIMESTAMP"), exp.cast(node.args["end"], "TIMESTAMP"),
                 exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY"))])
             return exp.cast(days, exp.DataType.build("DATE[]", dialect="duckdb"))
+        if isinstance(node, exp.JSONExtractScalar) and isinstance(node.expression, exp.JSONPath):
+            # Trino's json_extract_scalar gives null for an array or object; DuckDB's ->> its text.
+            value = node.this.transform(rewrite)
+            path = sqlglot.parse_one(node.expression.sql(dialect="duckdb"), read="duckdb")
+            kind = exp.Anonymous(this="json_type", expressions=[value.copy(), path.copy()])
+            return exp.Case(ifs=[exp.If(this=exp.In(this=kind, expressions=[exp.Literal.string("OBJECT"),
+                                                                          exp.Literal.string("ARRAY")]),
+                                        true=exp.null())],
+                            default=exp.JSONExtractScalar(this=value, expression=node.expression.copy()))
         if isinstance(node, exp.JSONFormat) and node.args.get("is_json") and not node.args.get("options"):
             # json_format(json): DuckDB's JSON values are already compact JSON text; to_json()
             # would parse and print each one again.
