@@ -837,7 +837,8 @@ def report(args, res: dict) -> str:
         if a.get("stage_profile"):
             sp = a["stage_profile"]
             add(f"Stage statement profile (DuckDB, CPU seconds summed over threads; {fmt_s(sp['query_seconds'])} wall, "
-                f"{sp['cpu_seconds']:.0f} s CPU, lines read in Python {fmt_s(sp['read_lines_seconds'])}, "
+                f"{sp['cpu_seconds']:.0f} s CPU, tables bound in {fmt_s(sp['read_lines_seconds'])} (the raw lines "
+                f"stream into the query, read on Python threads), "
                 f"peak buffer memory {fmt_b(sp['peak_buffer_memory'] or 0)}):")
             add("")
             add("| operator | CPU s | computes |")

@@ -554,8 +554,9 @@ class EmbeddedEngine:
         else:
             parts = [(rawfiles.list_files(_local(info.location)), None)]
             partition_sql = ""
-        lines, scanned = rawfiles.stream_lines(parts, keys[0] if keys else None, self._streaming.failures)
-        if not self._streaming.enabled:
+        failures = getattr(self._streaming, "failures", None)
+        lines, scanned = rawfiles.stream_lines(parts, keys[0] if keys else None, failures)
+        if not getattr(self._streaming, "enabled", True):
             lines = lines.read_all()
         con.register(f"{view}_lines", lines)
         path = ', "$path"' if wants_path else ""
