@@ -145,6 +145,22 @@ class TestDDL:
                               "AND length(line) > (SELECT min(length(line)) FROM lines)") == sum(
             1 for n in range(30) for i in range(n) if "2" in f"line {n} {i}" and len(f"line {n} {i}") > 8)
 
+    def test_a_plan_scanning_one_raw_view_twice_reads_the_lines_into_memory(self, engine, tmp_path, monkeypatch):
+        # DuckDB materializes a CTE used twice, so no Athena query above makes it scan one view
+        # twice; this makes it, through the engine's own prepare step, to prove the fallback.
+        write_lines(tmp_path / "txt" / "a.log", ["one", "two", "three"])
+        engine.execute(f"CREATE EXTERNAL TABLE lines (line string) LOCATION '{tmp_path}/txt/'", DB)
+        prepare = EmbeddedEngine._prepare
+
+        def twice(self, con, query, database):
+            duck, scanned = prepare(self, con, query, database)
+            return f"SELECT * FROM ({duck}) UNION ALL SELECT * FROM ({duck})", scanned
+
+        monkeypatch.setattr(EmbeddedEngine, "_prepare", twice)
+        assert sorted(r["line"] for r in rows(engine, "SELECT line FROM lines")) == ["one", "one", "three", "three",
+                                                                                     "two", "two"]
+        assert not engine._streaming.enabled  # the first try failed on the consumed stream
+
     def test_partitioned_parquet_external_table(self, engine, tmp_path):
         loc = tmp_path / "pq"
         (loc / "dt=2026-01-01").mkdir(parents=True)

@@ -152,29 +152,30 @@ class EmbeddedEngine:
             raise EngineError("INVALID_QUERY: Only one sql statement is allowed")
         statement = statements[0]
         self._streaming.enabled = True
-        for attempt in range(READ_ATTEMPTS):
+        failed_reads = 0
+        while True:
             self._streaming.failures = []
             try:
                 return self._dispatch(statement, database, query_id)
-            except duckdb.InvalidInputException as exc:
+            except (duckdb.Error, FileNotFoundError) as exc:
                 if self._streaming.failures:  # a raw file could not be read: name it, not the stream
                     raise EngineError(str(self._streaming.failures[0])) from None
-                if "already been consumed" not in str(exc) or not self._streaming.enabled:
+                if (isinstance(exc, duckdb.InvalidInputException) and "already been consumed" in str(exc)
+                        and self._streaming.enabled):
+                    # The plan scans a raw table twice: read its lines into memory and run it again.
+                    self._streaming.enabled = False
+                    continue
+                if not isinstance(exc, (duckdb.IOException, FileNotFoundError)):
                     raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
-                # The plan scans a raw table twice: read its lines into memory and run it again.
-                self._streaming.enabled = False
-            except (duckdb.IOException, FileNotFoundError) as exc:
                 # A publish re-pointed a partition and deleted its old files between reading the
                 # catalogue and reading the files: read the catalogue again.
-                if attempt == READ_ATTEMPTS - 1 or not isinstance(statement, exp.Query):
+                failed_reads += 1
+                if failed_reads == READ_ATTEMPTS or not isinstance(statement, exp.Query):
                     raise EngineError(f"HIVE_CANNOT_OPEN_SPLIT: {exc}") from None
             except CatalogError as exc:
                 raise EngineError(str(exc)) from None
             except rawfiles.RawFileError as exc:
                 raise EngineError(str(exc)) from None
-            except duckdb.Error as exc:
-                raise EngineError(f"GENERIC_INTERNAL_ERROR: {exc}") from None
-        raise AssertionError("unreachable")
 
     def _dispatch(self, statement: exp.Expression, database: str, query_id: str) -> QueryResult:
         if isinstance(statement, exp.Create):
