@@ -39,7 +39,7 @@ class RuntimeEventsQueryOperator(AthenaOperator):
 
     :param query: path of the ``.sql`` file under ``include/sql`` (templated)
     :param run: the run plan from ``plan_run`` (window days and run token)
-    :param sql_params: per-statement values such as ``table`` or ``batch`` (mappable)
+    :param sql_params: per-statement values such as ``table``, or ``batch`` and its ``partitions`` (mappable)
     """
 
     template_fields = (*AthenaOperator.template_fields, "run", "sql_params")

@@ -45,7 +45,7 @@ def plan_window(settings: Settings, logical_day: date, now: datetime | None = No
 
 def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) -> dict:
     """``params`` for a statement: settings that reach SQL, the run's window and token, and
-    per-statement values (``table``, ``batch``), each checked for its form."""
+    per-statement values (``table``, ``batch``, ``partitions``), each checked for its form."""
     params = {
         "database": settings.database,
         "raw_location": settings.raw_location,
