@@ -768,7 +768,8 @@ def test_a_failed_query_fails_its_task_with_athenas_reason_and_publishes_nothing
     assert "state=failed" in output
     assert f"Final state of Athena job is FAILED, query_execution_id is" in output and FAILURE in output
     texts = [c.params["QueryString"] for c in athena_runs.statements("failing")]
-    assert batch_edges(texts[-1]) == (CLUSTERS[100], CLUSTERS[199])  # the second write batch
+    assert batch_edges(texts[-1])[0] is not None  # the run ended in the write batches (in any order)
+    assert (CLUSTERS[100], CLUSTERS[199]) in [batch_edges(t) for t in texts]  # the second one FAILED
     assert not any("expected_rows" in t for t in texts)  # no audit, no publish
     calls = athena_runs.calls("failing")
     assert not [c for c in calls if c.by == "dag" and c.action.startswith("Batch")]  # no partition changed
