@@ -140,21 +140,12 @@ def child_env() -> dict:
 
 
 def airflow_env(home: Path, raw: Path, curated: Path) -> dict:
-    env = {k: v for k, v in child_env().items() if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS"))}
-    env.update({
-        "PATH": f"{Path(PYTHON).parent}:{env.get('PATH', '/usr/bin:/bin')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(raw),
-        "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(curated),
-        "AIRFLOW_VAR_RUNTIME_EVENTS_REJECT_THRESHOLD": "0.5",
-        "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
-        "NO_PROXY": "*",
-    })
-    return env
+    from airflow_env import airflow_env as isolated_airflow_env
+
+    return isolated_airflow_env(
+        home, {"raw_location": raw, "curated_location": curated, "reject_threshold": "0.5"},
+        base=child_env(), bin_dir=Path(PYTHON).parent,
+    ) | {"AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
 
 
 # =============================================================================================

@@ -40,6 +40,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from airflow_env import airflow_env
 from runtime_events import runs
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, PUBLISHED
@@ -425,18 +426,8 @@ def write_alerts(folder: Path) -> None:
 
 
 def base_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS", "AWS_")) and "proxy" not in k.lower()}
-    env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_VAR_RUNTIME_EVENTS_DATABASE": DATABASE,
-        "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
-        "NO_PROXY": "*",
-    })
+    env = airflow_env(home, {"database": DATABASE}, drop=("AIRFLOW", "RUNTIME_EVENTS", "AWS_"),
+                      base={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
     # These runs only: a failed task fails the run at once instead of waiting minutes for its
     # Airflow retries, so a throttled call that botocore did not retry fails the run too.
     (home / "config").mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import oracle
+from airflow_env import airflow_env as isolated_airflow_env
 from alert_fixtures import write_nasty_alerts
 from runtime_events.embedded.engine import EmbeddedEngine
 
@@ -35,20 +35,8 @@ GUIDE = [
 
 
 def airflow_env(tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS"))}
-    env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        "AIRFLOW_HOME": str(tmp / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp / "raw"),
-        "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp / "curated"),
-        "AIRFLOW_VAR_RUNTIME_EVENTS_REJECT_THRESHOLD": "0.5",
-        "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
-        "NO_PROXY": "*",
-    })
-    return env
+    return isolated_airflow_env(tmp / "airflow", {"raw_location": tmp / "raw", "curated_location": tmp / "curated",
+                                                  "reject_threshold": "0.5"})
 
 
 def run(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
