@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from runtime_events.partitions import MAX_WRITE_PARTITIONS
 from runtime_events.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,6 @@ log = logging.getLogger(__name__)
 REJECT_REASONS = ("invalid_utf8", "malformed_json", "not_object", "bad_event_time",
                   "missing_cluster_id", "missing_rule_name")
 MAX_FILES_NAMED = 20
-MAX_WRITE_PARTITIONS = 100  # Athena writes at most 100 partitions in one CTAS or INSERT
 
 
 class DataQualityError(Exception):

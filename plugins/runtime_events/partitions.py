@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+MAX_WRITE_PARTITIONS = 100  # Athena writes at most this many partitions in one CTAS or INSERT
 _HIVE_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(1, 32)}
 
 

@@ -42,12 +42,12 @@ from runtime_events.embedded import rawfiles
 from runtime_events.embedded.metastore import CatalogError, Metastore, TableInfo
 from runtime_events.partitions import (  # noqa: F401  (re-exported for the engine's users)
     HIVE_DEFAULT_PARTITION,
+    MAX_WRITE_PARTITIONS,
     escape_partition_value,
     partition_path,
     unescape_partition_value,
 )
 
-MAX_WRITE_PARTITIONS = 100
 MAX_FILE_BYTES = 128 * 1024 * 1024
 READ_ATTEMPTS = 3
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
