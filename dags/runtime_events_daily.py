@@ -4,17 +4,21 @@
 Turns the Panoptica (Falco) runtime alerts that land as JSON lines under `raw_location` into
 Athena tables, for the UTC day of the run and the `lookback_days` before it:
 
-1. **setup**: plan the run's window, create the database and every table that is missing;
+1. **setup**: check the settings and the raw location, plan the run's window and record the
+   folders it will write (`plan_run`), create the database and every table that is missing;
 2. **stage**: parse and classify every raw line of the window once (`stage_alerts`);
 3. **audit**: account for every line, fail above `reject_threshold` (`audit_stage`);
 4. **write**: the new curated partitions into a folder of this run, in batches of at most 100
    partitions (`write_parquet_batches`), then audit them (`audit_parquet_version`);
-5. **publish**: point `runtime_events_parquet`'s partitions at them in one catalogue change;
+5. **publish**: point `runtime_events_parquet`'s partitions of the days the run has lines for at
+   them in one catalogue change, recorded in the ledger (a day without lines keeps what was
+   published; a day that would shrink fails the audit unless the run has `allow_shrink=true`);
 6. **aggregate**: rebuild and publish the four daily aggregate tables the same way, which updates
    one Airflow Asset per table and refreshes the SPICE datasets of `quicksight_dataset_ids`;
 7. **record** the run's line accounting in `runtime_events_load_audit` and what each statement
    scanned and cost in `runtime_events_query_costs`;
-8. **teardown**: drop the run's work tables and delete its stage and replaced data.
+8. **teardown**: drop the run's work tables, delete its stage, and delete versions replaced more
+   than `retention_days` ago; only what the ledger names, inside each table's own folder.
 
 Every statement is an `include/sql` file run by the Amazon provider's `AthenaOperator`, on Athena
 or on the embedded DuckDB engine (setting `runtime_events_engine`). Reruns of any day, in any
@@ -24,9 +28,10 @@ order, leave the same tables.
 from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.quicksight import QuickSightCreateIngestionOperator
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import Param, dag, task
 
 from runtime_events import checks, runs
+from runtime_events.compat import CronDataIntervalTimetable
 from runtime_events.operators import AWS_CLIENT_CONFIG, RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
 from runtime_events.paths import SQL_DIR
 from runtime_events.tables import AGGREGATES, TABLES
@@ -40,6 +45,9 @@ from runtime_events.tables import AGGREGATES, TABLES
     max_active_runs=4,
     default_args=runs.DEFAULT_ARGS,
     template_searchpath=[str(SQL_DIR)],
+    params={"allow_shrink": Param(False, type="boolean", description=(
+        "Publish a rebuilt day even when it holds fewer alerts than the published one (a deliberate "
+        "purge). Off: such a run fails its audit and publishes nothing."))},
     tags=["runtime-security", "athena", "lakehouse"],
     doc_md=__doc__,
 )
@@ -81,19 +89,26 @@ def runtime_events_daily():
     )
 
     @task
-    def publish_parquet_partitions(run: dict) -> dict:
-        return runs.publish_events(run)
+    def publish_parquet_partitions(run: dict, audit: dict) -> dict:
+        return runs.publish_events(run, audit)
+
+    events_published = publish_parquet_partitions(run, audit_parquet_version.output)
 
     # -- aggregates ----------------------------------------------------------------------------
     build_aggregates = RuntimeEventsQueryOperator.partial(
         task_id="build_aggregates", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
     ).expand(query=[table.build_sql for table in AGGREGATES])
 
-    @task(outlets=list(runs.AGGREGATE_ASSETS))
-    def publish_aggregates(run: dict, **context) -> list[dict]:
-        return runs.publish_aggregates(run, context["outlet_events"])
+    count_aggregate_rows = RuntimeEventsCheckOperator(
+        task_id="count_aggregate_rows", query="count_aggregate_rows.sql", run=run,
+        sql_params={"tables": [table.name for table in AGGREGATES]}, check=checks.count_aggregate_rows,
+    )
 
-    aggregates_published = publish_aggregates(run)
+    @task(outlets=list(runs.AGGREGATE_ASSETS))
+    def publish_aggregates(run: dict, events: dict, counts: dict, **context) -> list[dict]:
+        return runs.publish_aggregates(run, events, counts, context["outlet_events"])
+
+    aggregates_published = publish_aggregates(run, events_published, count_aggregate_rows.output)
 
     @task
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
@@ -133,8 +148,9 @@ def runtime_events_daily():
         >> create_parquet_version
         >> write_parquet_batches
         >> audit_parquet_version
-        >> publish_parquet_partitions(run)
+        >> events_published
         >> build_aggregates
+        >> count_aggregate_rows
         >> aggregates_published
         >> record_load_audit
         >> query_costs

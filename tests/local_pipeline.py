@@ -35,13 +35,18 @@ class Pipeline:
             raise RuntimeError(self.hook.get_state_change_reason(query_id))
         return query_id
 
-    def rows(self, name: str, run: dict) -> list[dict]:
-        query_id = self.statement(name, run)
+    def rows(self, name: str, run: dict, **extra) -> list[dict]:
+        query_id = self.statement(name, run, **extra)
         return list(results.iter_rows([self.hook.get_query_results(query_id, max_results=10**6)]))
 
-    def write(self, day: str) -> dict:
+    @property
+    def lake(self) -> publish.Lake:
+        return publish.Lake(self.settings)
+
+    def write(self, day: str, allow_shrink: bool = False) -> dict:
         """Stage and write a new version, but publish nothing (what a crash leaves behind)."""
-        run = sql.plan_window(self.settings, date.fromisoformat(day))
+        run = sql.plan_window(self.settings, date.fromisoformat(day)) | {"allow_shrink": allow_shrink}
+        publish.prepare_run(self.lake, run)
         self.statement("create_database.sql", run)
         for table in TABLES:
             self.statement(table.create_sql, run)
@@ -52,19 +57,24 @@ class Pipeline:
             self.statement("runtime_events_parquet/write_batch.sql", run, **batch)
         return run
 
-    def run_day(self, day: str) -> dict:
+    def run_day(self, day: str, allow_shrink: bool = False) -> dict:
         run = None
+        lake = self.lake
         try:
-            run = self.write(day)
-            checks.audit_version(self.rows("runtime_events_parquet/audit_version.sql", run), run, self.settings)
-            publish.publish(self.settings, EVENTS, run)
+            run = self.write(day, allow_shrink)
+            audit = checks.audit_version(self.rows("runtime_events_parquet/audit_version.sql", run), run, self.settings)
+            events = publish.publish(lake, EVENTS, run, audit["days_with_lines"],
+                                     {(d, c): n for d, c, n in audit["rows"]})
             for table in AGGREGATES:
                 self.statement(table.build_sql, run)
+            counts = checks.count_aggregate_rows(
+                self.rows("count_aggregate_rows.sql", run, tables=[t.name for t in AGGREGATES]), run, self.settings)
             for table in AGGREGATES:
-                publish.publish(self.settings, table, run)
+                publish.publish(lake, table, run, events["days_rebuilt"],
+                                {(d,): n for d, n in counts.get(table.name, {}).items()})
             self.statement("runtime_events_load_audit/record_run.sql", run)
         finally:
-            publish.clean_up(self.settings, run)
+            publish.clean_up(lake, run)
         return run
 
     def table(self, name: str) -> pd.DataFrame:

@@ -22,7 +22,8 @@ KEYS = ["container.id", "evt.time", "k8s.ns.name", "k8s.pod.name", "proc.cmdline
         "cluster_id", "rule_name", "description", "severity", "related_cves"]
 RAW = ["raw_" + k for k in KEYS]   # text of each raw field in valid_df (names avoid clashes)
 REASONS = ["invalid_utf8", "malformed_json", "not_object", "bad_event_time",
-           "missing_cluster_id", "missing_rule_name"]
+           "missing_cluster_id", "bad_cluster_id", "missing_rule_name"]
+_SAFE_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name",
            "description", "severity", "related_cves", "dt", "cluster_id"]
 
@@ -153,7 +154,17 @@ def _check(line: bytes):
     for key in ("cluster_id", "rule_name"):
         if not isinstance(obj.get(key), str) or obj[key] == "":
             return "missing_" + key, obj, ts
+        if key == "cluster_id" and not _folder_name_value(obj[key]):
+            return "bad_cluster_id", obj, ts
     return None, obj, ts
+
+
+def _folder_name_value(value: str) -> bool:
+    """Contract 8: no control characters, and short enough for a partition folder: at most 240
+    bytes with every byte outside A-Z a-z 0-9 . _ - written as %XX."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return False
+    return sum(1 if b in _SAFE_BYTES else 3 for b in value.encode("utf-8", "surrogatepass")) <= 240
 
 
 def _ms(values) -> pd.Series:

@@ -51,10 +51,10 @@ def test_dated_layout_reads_only_the_window(tmp_path):
     flat.run_day((START + timedelta(days=27)).isoformat())
     everything = stage_bytes(flat)
     total = sum(p.stat().st_size for p in (tmp_path / "raw").rglob("*") if p.is_file())
-    window = sum(p.stat().st_size for d in range(25, 29)
+    window = sum(p.stat().st_size for d in range(24, 30)
                  for p in (tmp_path / "raw" / f"{START + timedelta(days=d):%Y/%m/%d}").glob("*"))
     assert everything == total
-    assert late == window  # days D-2 .. D+1 of arrival folders, nothing else
+    assert late == window  # arrival folders D-lookback-1 .. D+lookback, nothing else
     assert abs(late - early) <= 0.2 * early  # the cost of a run does not grow with history
     # and both runs' curated tables are the same where their windows overlap
     assert oracle.canonical(dated.table("daily_rule_counts").query("dt >= '2026-04-26'")).equals(
@@ -85,3 +85,24 @@ def test_many_small_input_files_compact_to_one_file_per_partition(tmp_path):
         files = [p for p in (curated / table).rglob("*.parquet") if "dt=2026-04-10" in str(p)]
         assert len(files) == partitions, (table, files)
     assert len(pipeline.table("runtime_events_parquet")) == 300
+
+
+def test_any_run_that_builds_a_day_gives_it_the_same_alerts(tmp_path):
+    """Dated layout, lookback 2: alerts of 04-10 arrive on 04-09 (clock skew) .. 04-14 (too late).
+    Runs for 04-10, 04-11 and 04-12 all build 04-10; each must publish the same alerts: those that
+    arrived 04-09 .. 04-12, never the later ones a later run happens to read."""
+    layout = "{yyyy}/{MM}/{dd}/"
+    raw = tmp_path / "raw"
+    for arrival in range(9, 15):
+        folder = raw / f"2026/04/{arrival:02d}"
+        folder.mkdir(parents=True)
+        (folder / "alerts.json").write_text(json.dumps({
+            "evt.time": "2026-04-10T12:00:00Z", "cluster_id": "c1", "rule_name": "Logs Removal",
+            "k8s.pod.name": f"arrived-{arrival}"}) + "\n")
+    published = []
+    for order in (["2026-04-10", "2026-04-11", "2026-04-12"], ["2026-04-12", "2026-04-10", "2026-04-11"]):
+        for day in order:
+            pipeline = Pipeline(make_settings(tmp_path, raw_layout=layout, curated_location=str(tmp_path / day)))
+            pipeline.run_day(day)
+            published.append(sorted(pipeline.table("runtime_events_parquet").query("dt == '2026-04-10'")["pod_name"]))
+    assert published == [sorted(f"arrived-{a}" for a in range(9, 13))] * 6

@@ -7,6 +7,7 @@ across files and gzip, odd cluster ids, bad lines). The DAG itself is exercised 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 import oracle
 from alert_fixtures import _base, _line, _ns, _write, iso, write_nasty_alerts
 from local_pipeline import Pipeline, make_settings
-from runtime_events import checks
+from runtime_events import checks, publish
 from runtime_events.embedded.engine import EmbeddedEngine
 from runtime_events.tables import AGGREGATES
 
@@ -87,11 +88,20 @@ def test_rerun_leaves_identical_tables_and_one_version(loaded):
     pipeline.run_day(DAYS[1])  # an overlapping window, out of order
     for table, rows in tables().items():
         assert rows.equals(before[table]), table
-    # replaced versions and the runs' stages are gone from disk: one folder per partition remains
-    files = sorted((tmp / "curated" / "runtime_events_parquet").rglob("*.parquet"))
-    partitions = {f.parent for f in files}
+    # replaced versions are kept for retention_days: one folder per partition and run that built
+    # its day (windows 03-01..03-03 twice, then 02-28..03-02); the runs' stages are gone
+    def folders():
+        return {f.parent for f in (tmp / "curated" / "runtime_events_parquet").rglob("*.parquet")}
+
     events = pipeline.table("runtime_events_parquet")
-    assert len(partitions) == events.groupby(["dt", "cluster_id"]).ngroups
+    per_day = events.groupby("dt")["cluster_id"].nunique().to_dict()
+    builds = {"2026-02-28": 1, "2026-03-01": 3, "2026-03-02": 3, "2026-03-03": 2}
+    assert len(folders()) == sum(n * builds[day] for day, n in per_day.items())
+    later = datetime.now(timezone.utc) + timedelta(days=pipeline.settings.retention_days, minutes=1)
+    publish.clean_up(pipeline.lake, None, now=later)
+    assert len(folders()) == events.groupby(["dt", "cluster_id"]).ngroups
+    for table, rows in tables().items():
+        assert rows.equals(before[table]), table
     assert not (tmp / "curated" / "runtime_events_parquet" / "_stage").exists() or not any(
         (tmp / "curated" / "runtime_events_parquet" / "_stage").iterdir())
 

@@ -14,7 +14,7 @@ import pytest
 import oracle
 from alert_fixtures import write_nasty_alerts
 from local_pipeline import Pipeline, make_settings
-from runtime_events import publish
+from runtime_events import checks, publish
 from runtime_events.embedded.engine import EmbeddedEngine
 from runtime_events.tables import AGGREGATES
 
@@ -84,7 +84,7 @@ def test_a_run_that_died_before_publishing_is_invisible_and_cleaned_up(loaded):
         assert after[table].equals(before[table]), table
 
     # the dead run's work is swept once it is old enough that it cannot still be running
-    publish.clean_up(pipeline.settings, None, now=datetime.now(timezone.utc) + publish.ORPHAN_AGE + timedelta(minutes=1))
+    publish.clean_up(pipeline.lake, None, now=datetime.now(timezone.utc) + publish.ORPHAN_AGE + timedelta(minutes=1))
     assert not stage.exists() and not version.exists()
     leftovers = [t for t in EmbeddedEngine(tmp / "curated" / "_catalog").metastore.list_tables("runtime_security")
                  if crashed["run_token"] in t]
@@ -96,7 +96,7 @@ def test_a_run_that_died_before_publishing_is_invisible_and_cleaned_up(loaded):
 def test_a_recent_run_in_progress_is_not_swept(loaded):
     tmp, pipeline = loaded
     in_progress = pipeline.write(DAYS[-1])
-    publish.clean_up(pipeline.settings, None)
+    publish.clean_up(pipeline.lake, None)
     assert (tmp / "curated" / "runtime_events_parquet" / "_stage" / in_progress["run_token"]).is_dir()
 
 
@@ -148,6 +148,14 @@ def test_partitions_of_days_whose_alerts_disappeared_are_dropped(tmp_path):
     pipeline = Pipeline(make_settings(tmp_path))
     pipeline.run_day("2026-06-10")
     (raw / "a.json").write_text('{"evt.time": "2026-06-10T01:00:00Z", "cluster_id": "kept", "rule_name": "r"}\n')
-    pipeline.run_day("2026-06-10")
+    with pytest.raises(checks.DataQualityError, match=r"dt=2026-06-10: 1 rows would replace 2 published"):
+        pipeline.run_day("2026-06-10")  # fewer alerts than published: only on purpose
+    assert sorted(pipeline.table("runtime_events_parquet")["cluster_id"]) == ["gone", "kept"]
+    pipeline.run_day("2026-06-10", allow_shrink=True)
     assert list(pipeline.table("runtime_events_parquet")["cluster_id"]) == ["kept"]
+    # the dropped partition's files are kept for retention_days, then deleted
+    gone = list(Path(tmp_path / "curated" / "runtime_events_parquet").rglob("cluster_id=gone"))
+    assert len(gone) == 1
+    later = datetime.now(timezone.utc) + timedelta(days=pipeline.settings.retention_days, minutes=1)
+    publish.clean_up(pipeline.lake, None, now=later)
     assert not any(Path(tmp_path / "curated" / "runtime_events_parquet").rglob("cluster_id=gone"))

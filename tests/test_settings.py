@@ -25,6 +25,7 @@ DEFAULTS = {
     "start_date": date(2020, 1, 1),
     "lookback_days": 2,
     "reject_threshold": 0.05,
+    "retention_days": 7,
     "athena_workgroup": "primary",
     "athena_output_location": "",
     "aws_conn_id": "aws_default",
@@ -98,6 +99,7 @@ def test_every_setting_from_airflow_var_environment_variables():
         "start_date": "2025-06-01",
         "lookback_days": "5",
         "reject_threshold": "0.2",
+        "retention_days": "14",
         "athena_workgroup": "security-team",
         "athena_output_location": "s3://acme-results/athena",
         "aws_conn_id": "aws_security",
@@ -116,6 +118,7 @@ def test_every_setting_from_airflow_var_environment_variables():
         "start_date": date(2025, 6, 1),
         "lookback_days": 5,
         "reject_threshold": 0.2,
+        "retention_days": 14,
         "athena_workgroup": "security-team",
         "athena_output_location": "s3://acme-results/athena/",
         "aws_conn_id": "aws_security",
@@ -165,14 +168,17 @@ VALID = [
     ("raw_location", "file:///srv/lake/raw/", _local("/srv/lake/raw")),
     ("raw_location", "/srv/lake/raw", _local("/srv/lake/raw")),
     ("raw_location", "/srv/lake/raw/", _local("/srv/lake/raw")),
-    ("raw_location", "lake/raw", _local(REPO / "lake/raw")),
-    ("raw_location", "./lake/raw/", _local(REPO / "lake/raw")),
+    ("raw_location", "/srv/lake/../lake/raw/", _local("/srv/lake/raw")),
     ("curated_location", "s3://acme-lake/curated", "s3://acme-lake/curated/"),
     ("curated_location", "file:///srv/lake/curated", _local("/srv/lake/curated")),
-    ("curated_location", "lake/curated", _local(REPO / "lake/curated")),
+    ("curated_location", "/srv/./lake/curated", _local("/srv/lake/curated")),
     ("database", "sec_lake_2", "sec_lake_2"),
     ("database", "  runtime_security  ", "runtime_security"),
     ("database", "_private", "_private"),
+    ("database", "select_events", "select_events"),
+    ("retention_days", "0", 0),
+    ("retention_days", " 30 ", 30),
+    ("retention_days", "3650", 3650),
     ("start_date", "2024-02-29", date(2024, 2, 29)),
     ("lookback_days", "0", 0),
     ("lookback_days", " 7 ", 7),
@@ -216,11 +222,45 @@ def test_valid_forms_are_accepted_and_normalised(name, value, expected):
 
 @pytest.mark.parametrize("name", ["raw_location", "curated_location"])
 def test_local_locations_are_absolute_folders(name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a relative path is not taken from the working directory
-    for value in ("lake/x", f"file://{tmp_path}/x", str(tmp_path / "x")):
+    monkeypatch.chdir(tmp_path)
+    for value in (f"file://{tmp_path}/x", str(tmp_path / "x")):
         location = getattr(Settings.load(only(name, value)), name)
-        assert Path(location).is_absolute() and location.endswith("/") and not location.endswith("//")
-        assert "://" not in location
+        assert location == f"{tmp_path.resolve()}/x/"
+    # a relative path would mean a different folder for each working directory: refused
+    for value in ("lake/x", "./lake/x", "../x", "file://lake/x", "file://host/srv/x", "~/x"):
+        with pytest.raises(SettingsError, match=f"runtime_events_{name}"):
+            Settings.load(only(name, value))
+
+
+NESTED = [
+    ("/srv/lake", "/srv/lake"),
+    ("/srv/lake", "/srv/lake/curated"),
+    ("/srv/lake/raw", "/srv/lake"),
+    ("/srv/lake/raw", "file:///srv/lake/raw/"),
+    ("/srv/lake/raw", "/srv/lake/x/../raw/curated"),
+    ("s3://acme-lake/raw/", "s3://acme-lake/raw"),
+    ("s3://acme-lake/raw/", "s3://acme-lake/raw/curated/"),
+    ("s3://acme-lake/", "s3://acme-lake/curated/"),
+]
+
+
+@pytest.mark.parametrize(("raw", "curated"), NESTED)
+def test_raw_and_curated_locations_may_not_hold_one_another(raw, curated):
+    values = {"runtime_events_raw_location": raw, "runtime_events_curated_location": curated}
+    with pytest.raises(SettingsError, match="runtime_events_curated_location") as caught:
+        Settings.load(values.get)
+    assert "runtime_events_raw_location" in str(caught.value)
+
+
+def test_a_link_to_the_raw_folder_is_the_raw_folder(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "raw")
+    values = {"runtime_events_raw_location": str(tmp_path / "raw"),
+              "runtime_events_curated_location": str(tmp_path / "link" / "curated")}
+    with pytest.raises(SettingsError, match="runtime_events_curated_location"):
+        Settings.load(values.get)
+    values["runtime_events_curated_location"] = str(tmp_path / "rawish")  # a prefix of the name only
+    assert Settings.load(values.get).curated_location == f"{tmp_path.resolve()}/rawish/"
 
 
 def test_sse_s3_result_configuration():
@@ -280,7 +320,10 @@ def _hostile_location(name: str) -> list:
 HOSTILE = [
     *[pytest.param("database", v, id=f"database={v!r}") for v in [
         "x; DROP TABLE y", "a'b", 'a"b', "a`b", "a--b", "A B", "a b", "x/*", "a*/", "RUNTIME_SECURITY",
-        "Runtime_Security", "1abc", "a.b", "a-b", "a\nb", "a;", "x" * 129, "sécurité"]],
+        "Runtime_Security", "1abc", "a.b", "a-b", "a\nb", "a;", "x" * 129, "sécurité", "select", "table",
+        "database", "from", "order", "group", "union", "values"]],
+    *[pytest.param("retention_days", v, id=f"retention_days={v!r}") for v in [
+        "-1", "1.5", "abc", "3651", "1e3", "7d", "\uff17"]],
     *_hostile_location("raw_location"),
     *_hostile_location("curated_location"),
     *[pytest.param("athena_workgroup", v, id=f"athena_workgroup={v!r}") for v in [

@@ -3,6 +3,9 @@
     runtime-events generate --start 2026-11-14 --days 7 [--clusters 3] [--events-per-day 200]
                             [--seed 42] [--out DIR]
     runtime-events query "SELECT ..." [--format csv|json|table]
+    runtime-events versions TABLE [--dt D] [--format csv|json|table]
+    runtime-events rollback TABLE --dt D [--to RUN]
+    runtime-events repair TABLE
 """
 
 from __future__ import annotations
@@ -67,37 +70,54 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {summary.alerts_written} alerts in {len(summary.files)} files under {out} "
           f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
     if upload_to:
-        from runtime_events.publish import S3Storage, _split_s3
+        from runtime_events.storage import S3Storage, split_s3
 
-        bucket, prefix = _split_s3(upload_to)
-        hook = S3Storage(settings).hook
+        bucket, prefix = split_s3(upload_to)
+        hook = S3Storage(settings.aws_conn_id).hook
         for file in summary.files:
             hook.load_file(str(file), key=prefix + str(file.relative_to(out)), bucket_name=bucket, replace=True)
         print(f"uploaded {len(summary.files)} files to {upload_to}", file=sys.stderr)
     return 0
 
 
-def _query(args: argparse.Namespace, settings: Settings) -> int:
-    # Airflow and the Amazon hooks log to stdout: keep their lines off the result.
+def _hook(settings: Settings):
+    if settings.is_athena:
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+
+        return AthenaHook(aws_conn_id=settings.aws_conn_id, log_query=False)
+    from runtime_events.embedded.hook import EmbeddedAthenaHook
+
+    return EmbeddedAthenaHook(settings.curated_location, log_query=False)
+
+
+def _run_statement(hook, settings: Settings, text: str) -> str | None:
+    """Run one statement; returns its query id, or None (after saying why) when it failed."""
+    query_id = hook.run_query(
+        text, {"Database": settings.database, "Catalog": "AwsDataCatalog"},
+        settings.result_configuration(), None, settings.athena_workgroup,
+    )
+    state = hook.poll_query_status(query_id, sleep_time=1)
+    if state != "SUCCEEDED":
+        print(f"query {state}: {hook.get_state_change_reason(query_id)}", file=sys.stderr)
+        return None
+    return query_id
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Airflow and the Amazon hooks log to stdout: keep their lines off the result."""
     with contextlib.redirect_stdout(sys.stderr):
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:
                 handler.setStream(sys.stderr)
-        if settings.is_athena:
-            from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+        yield
 
-            hook = AthenaHook(aws_conn_id=settings.aws_conn_id, log_query=False)
-        else:
-            from runtime_events.embedded.hook import EmbeddedAthenaHook
 
-            hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
-        query_id = hook.run_query(
-            args.sql, {"Database": settings.database, "Catalog": "AwsDataCatalog"},
-            settings.result_configuration(), None, settings.athena_workgroup,
-        )
-        state = hook.poll_query_status(query_id, sleep_time=1)
-        if state != "SUCCEEDED":
-            print(f"query {state}: {hook.get_state_change_reason(query_id)}", file=sys.stderr)
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    with _quiet_stdout():
+        hook = _hook(settings)
+        query_id = _run_statement(hook, settings, args.sql)
+        if query_id is None:
             return 1
         pages = list(_pages(hook, query_id))
     if args.format == "json":
@@ -122,6 +142,67 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _versions(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import publish
+
+    with _quiet_stdout():
+        lake = publish.Lake(settings)
+        table = publish.table_named(args.table)
+        rows = publish.versions(lake, table, args.dt)
+    columns = [*table.partition_keys, "run_token", "published_at", "kind", "rows", "current", "location"]
+    if args.format == "json":
+        for row in rows:
+            print(results.json_line(row))
+        return 0
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row[c] is None else str(row[c]).lower() if isinstance(row[c], bool) else row[c]
+                             for c in columns])
+        return 0
+    _print_rows(columns, [["" if r[c] is None else ("*" if r[c] is True else "" if r[c] is False else str(r[c]))
+                           for c in columns] for r in rows])
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import publish
+
+    with _quiet_stdout():
+        lake = publish.Lake(settings)
+        lake.ledger.claim()
+        summary = publish.rollback(lake, publish.table_named(args.table), args.dt.isoformat(), args.to)
+    print(f"{summary['table']} dt={summary['dt']}: now the version of run {summary['to_run']} "
+          f"({summary['partitions']} partitions, {summary['dropped']} dropped)")
+    return 0
+
+
+def _repair(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import publish, sql
+
+    with _quiet_stdout():
+        lake = publish.Lake(settings)
+        table = publish.table_named(args.table)
+        lake.ledger.claim()
+        if not settings.is_athena:
+            from runtime_events.embedded.metastore import CatalogError
+
+            try:
+                lake.catalogue.definition(table.name)
+            except CatalogError as exc:
+                aside = lake.catalogue.metastore.set_aside(settings.database, table.name)
+                print(f"{exc}\nmoved the damaged file aside: {aside}", file=sys.stderr)
+        hook = _hook(settings)
+        for name in ("create_database.sql", table.create_sql):
+            if _run_statement(hook, settings, sql.render(name, sql.sql_params(settings, None))) is None:
+                return 1
+        summary = publish.repair(lake, table)
+    print(f"{summary['table']}: {summary['partitions_reattached']} partitions re-attached, "
+          f"{summary['partitions_recorded']} recorded in the ledger")
+    return 0
+
+
 def _print_table(pages) -> int:
     header: list[str] = []
     body: list[list[str]] = []
@@ -132,11 +213,15 @@ def _print_table(pages) -> int:
             header = [c["Name"] for c in result["ResultSetMetadata"]["ColumnInfo"]]
             rows = rows[1:] if rows and rows[0] == header else rows
         body.extend(rows)
-    widths = [min(60, max([len(h)] + [len(r[i]) for r in body])) for i, h in enumerate(header)]
-    for row in [header, ["-" * w for w in widths], *body]:
-        print("  ".join(v[:60].ljust(w) for v, w in zip(row, widths)).rstrip())
-    print(f"({len(body)} rows)")
+    _print_rows(header, body)
     return 0
+
+
+def _print_rows(header: list[str], body: list[list[str]], limit: int = 60) -> None:
+    widths = [min(limit, max([len(h)] + [len(r[i]) for r in body])) for i, h in enumerate(header)]
+    for row in [header, ["-" * w for w in widths], *body]:
+        print("  ".join(v[:limit].ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(f"({len(body)} rows)")
 
 
 def _pages(hook, query_id: str):
@@ -174,6 +259,16 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--format", choices=("csv", "json", "table"), default="csv",
                        help="csv with a header row (default), json lines, or an aligned table")
+    versions = commands.add_parser("versions", help="the kept versions of a table's partitions")
+    versions.add_argument("table")
+    versions.add_argument("--dt", help="only this day, YYYY-MM-DD")
+    versions.add_argument("--format", choices=("csv", "json", "table"), default="table")
+    rollback = commands.add_parser("rollback", help="point a day's partitions back at a kept version")
+    rollback.add_argument("table")
+    rollback.add_argument("--dt", type=_day, required=True, help="the day, YYYY-MM-DD")
+    rollback.add_argument("--to", help="the run token of the version (default: the previous one)")
+    repair = commands.add_parser("repair", help="re-attach every partition's latest recorded version")
+    repair.add_argument("table")
     return root
 
 
@@ -187,7 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         args.layout = args.layout or settings.raw_layout
         return _generate(args, settings)
-    return _query(args, settings)
+    from runtime_events.ledger import LedgerError
+    from runtime_events.publish import PublishError
+
+    refusals: tuple = (SettingsError, PublishError, LedgerError)
+    if not settings.is_athena:
+        from runtime_events.embedded.metastore import CatalogError
+
+        refusals += (CatalogError,)
+    commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair}
+    try:
+        return commands[args.command](args, settings)
+    except refusals as exc:
+        print(f"runtime-events: {exc}", file=sys.stderr)
+        return 2
 
 
 def entry_point() -> int:

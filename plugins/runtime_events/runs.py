@@ -16,6 +16,8 @@ import pendulum
 from airflow.sdk import Asset
 
 from runtime_events import publish, sql
+from runtime_events.compat import AirflowFailException
+from runtime_events.ledger import LedgerError
 from runtime_events.operators import QUERY_STATISTICS
 from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
 from runtime_events.tables import AGGREGATES, EVENTS
@@ -23,30 +25,29 @@ from runtime_events.tables import AGGREGATES, EVENTS
 log = logging.getLogger(__name__)
 
 def _parse_time_settings() -> Settings:
-    """What the DAG's shape needs (``start_date``; ``database`` for asset names), from the
-    environment only. A bad value here does not hide the DAG: it falls back to the default, and
-    ``plan_run`` then fails the run naming the setting, before any SQL is sent."""
+    """What the DAG's shape needs (``database``, for asset names), from the environment only. A
+    bad value here does not hide the DAG: it falls back to the default, and ``plan_run`` then
+    fails the run naming the setting, before any SQL is sent."""
     env = environment_lookup(os.environ)
-    values = {}
-    for name in ("start_date", "database"):
-        try:
-            Settings.load(lambda key, name=name: env(key) if key == f"{PREFIX}{name}" else None)
-            values[f"{PREFIX}{name}"] = env(f"{PREFIX}{name}")
-        except SettingsError as exc:
-            log.warning("%s; the DAG is parsed with the default and its runs will fail", exc)
-    return Settings.load(values.get)
+    try:
+        return Settings.load(lambda key: env(key) if key == f"{PREFIX}database" else None)
+    except SettingsError as exc:
+        log.warning("%s; the DAG is parsed with the default and its runs will fail", exc)
+        return Settings()
 
 
 PARSE_SETTINGS = _parse_time_settings()
-START_DATE = pendulum.datetime(
-    PARSE_SETTINGS.start_date.year, PARSE_SETTINGS.start_date.month, PARSE_SETTINGS.start_date.day,
-    tz="UTC",
-)
+# Runs can be asked for any day: plan_run refuses days before the setting start_date, by name.
+# (A DAG start_date after the day would make Airflow skip every task and call the run a success.)
+START_DATE = pendulum.datetime(1970, 1, 1, tz="UTC")
 DEFAULT_ARGS = {
     "owner": "security-data",
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,
+    # No task may hang a run for ever (a stuck read, a query that never ends); Athena's own
+    # query timeout is at most a few hours.
+    "execution_timeout": timedelta(hours=3),
 }
 # One asset per aggregate table, updated when publish_aggregates re-points its partitions; the
 # event's extra names the days rebuilt. Downstream DAGs schedule on them.
@@ -77,27 +78,48 @@ def run_day(context) -> date:
 
 
 def plan_run(context) -> dict:
-    """Check every setting and plan the window; a bad setting or a day before ``start_date``
-    fails the run at once (no retries: waiting does not fix a setting), before any SQL is sent."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    """Check every setting, plan the window and prepare the lake (the curated root is this
+    database's, the raw location exists, the raw tables follow the settings, the run's folders
+    are recorded). A bad setting, a missing raw location or a day before ``start_date`` fails
+    the run at once (no retries: waiting does not fix them), before any SQL is sent."""
     try:
         settings = Settings.load(airflow_lookup())
-        return sql.plan_window(settings, run_day(context))
-    except ValueError as exc:  # SettingsError included
+        run = sql.plan_window(settings, run_day(context))
+        run["allow_shrink"] = _flag(context.get("params", {}).get("allow_shrink"))
+        publish.prepare_run(publish.Lake(settings), run)
+        return run
+    except (ValueError, publish.PublishError, LedgerError, OSError) as exc:  # SettingsError included
         raise AirflowFailException(str(exc)) from exc
 
 
-def publish_events(run: dict) -> dict:
-    return publish.publish(Settings.load(airflow_lookup()), EVENTS, run)
+def _flag(value) -> bool:
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if str(value).strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if str(value).strip().lower() in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"DAG param allow_shrink={value!r} is invalid: expected true or false")
 
 
-def publish_aggregates(run: dict, outlet_events) -> list[dict]:
-    settings = Settings.load(airflow_lookup())
-    summaries = [publish.publish(settings, table, run) for table in AGGREGATES]
+def publish_events(run: dict, audit: dict) -> dict:
+    rows = {(dt, cluster): n for dt, cluster, n in audit["rows"]}
+    return publish.publish(_lake(), EVENTS, run, audit["days_with_lines"], rows)
+
+
+def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> list[dict]:
+    lake = _lake()
+    summaries = [publish.publish(lake, table, run, events["days_rebuilt"],
+                                 {(dt,): n for dt, n in counts.get(table.name, {}).items()})
+                 for table in AGGREGATES]
     for asset in AGGREGATE_ASSETS:
-        outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")}
+        outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")} | {
+            "days_rebuilt": events["days_rebuilt"]}
     return summaries
+
+
+def _lake() -> publish.Lake:
+    return publish.Lake(Settings.load(airflow_lookup()))
 
 
 def quicksight_refreshes(run: dict) -> list[dict]:
@@ -137,4 +159,4 @@ def collect_query_costs(context) -> dict:
 
 
 def clean_up(run: dict | None) -> dict:
-    return publish.clean_up(Settings.load(airflow_lookup()), run)
+    return publish.clean_up(_lake(), run)

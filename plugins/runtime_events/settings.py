@@ -41,6 +41,22 @@ _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-
 _DATASET_ID = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 _LAYOUT_TOKENS = re.compile(r"\{(yyyy|MM|dd)\}")
 _LAYOUT_LITERAL = re.compile(r"^[A-Za-z0-9._=/-]*$")
+# Words Athena reserves in DDL (Hive) or in queries (Trino): as a bare database name they change
+# or break the statement (https://docs.aws.amazon.com/athena/latest/ug/reserved-words.html).
+RESERVED_WORDS = frozenset("""
+    all alter and any array as authorization between bigint binary boolean both by case cast char
+    column commit conf constraint create cross cube current current_date current_path current_role
+    current_time current_timestamp current_user cursor database date deallocate decimal delete
+    describe distinct double drop else end escape except exchange exists extended external extract
+    false fetch float floor following for foreign from full function grant group grouping having if
+    import in inner insert int integer intersect interval into is join lateral left less like local
+    localtime localtimestamp macro map more natural none normalize not null numeric of on only or
+    order out outer over partialscan partition percent preceding precision prepare preserve primary
+    procedure range reads recursive reduce references regexp revoke right rlike rollback rollup row
+    rows select set smallint start table tablesample then time timestamp to transform trigger true
+    truncate unbounded union uniquejoin unnest update user using utc_tmestamp values varchar views
+    when where window with
+""".split())
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class Settings:
     start_date: date = date(2020, 1, 1)
     lookback_days: int = 2
     reject_threshold: float = 0.05
+    retention_days: int = 7
     athena_workgroup: str = "primary"
     athena_output_location: str = ""
     aws_conn_id: str = "aws_default"
@@ -86,7 +103,19 @@ class Settings:
         """Build and validate the settings from ``lookup`` (default: the environment)."""
         lookup = lookup or environment_lookup(os.environ)
         raw = {f.name: lookup(PREFIX + f.name) for f in fields(cls)}
-        return cls(**{name: _PARSERS[name](name, value) for name, value in raw.items()})
+        settings = cls(**{name: _PARSERS[name](name, value) for name, value in raw.items()})
+        settings._check_locations_apart()
+        return settings
+
+    def _check_locations_apart(self) -> None:
+        """The project reads ``raw_location`` and writes ``curated_location``: if one held the
+        other, a run would read its own Parquet as alerts, or write into the alert files."""
+        raw, curated = self.raw_location, self.curated_location
+        if raw.startswith(curated) or curated.startswith(raw):
+            raise SettingsError(
+                "curated_location", curated,
+                f"a location apart from runtime_events_raw_location={raw!r}: "
+                "neither may be equal to the other or inside it")
 
 
 def environment_lookup(environ: Mapping[str, str]) -> Lookup:
@@ -131,13 +160,14 @@ def _location(name: str, value: str | None, default: Path) -> str:
             raise SettingsError(name, value, "s3://bucket/prefix/ with a valid bucket name")
         return text
     if text.startswith("file://"):
-        text = text[len("file://"):]
+        text = text[len("file://"):]  # file:///srv/x names /srv/x; file://srv/x names host srv
     if "://" in text or ":" in text:
         raise SettingsError(name, value, "an s3:// URI, a file:// URI or a local folder")
-    path = Path(text)
-    if not path.is_absolute():
-        path = PROJECT_ROOT / path
-    return str(path.resolve()) + "/"
+    if not text.startswith("/"):
+        raise SettingsError(name, value, "an absolute local folder (/srv/lake/...) or file:///srv/lake/...; "
+                            "a relative path would depend on the working directory")
+    # Resolved (symbolic links, . and ..): two spellings of one folder compare equal.
+    return str(Path(text).resolve()) + "/"
 
 
 def _raw_location(name: str, value: str | None) -> str:
@@ -249,6 +279,25 @@ def _raw_layout(name: str, value: str | None) -> str:
     return text
 
 
+def _retention_days(name: str, value: str | None) -> int:
+    text = _text(value)
+    if text is None:
+        return 7
+    if not re.fullmatch(r"[0-9]{1,4}", text) or int(text) > 3650:
+        raise SettingsError(name, value, "a whole number of days from 0 to 3650")
+    return int(text)
+
+
+def _database(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return "runtime_security"
+    if not _NAME.match(text) or text in RESERVED_WORDS:
+        raise SettingsError(name, value, "a Glue database name: lowercase letters, digits and _, "
+                            "not an SQL reserved word")
+    return text
+
+
 def _dataset_ids(name: str, value: str | None) -> tuple[str, ...]:
     text = _text(value)
     if text is None:
@@ -263,7 +312,7 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "engine": _engine,
     "raw_location": _raw_location,
     "curated_location": _curated_location,
-    "database": _pattern(_NAME, "a Glue database name: lowercase letters, digits and _", "runtime_security"),
+    "database": _database,
     "start_date": _start_date,
     "lookback_days": _lookback_days,
     "reject_threshold": _reject_threshold,
@@ -275,4 +324,5 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "raw_layout": _raw_layout,
     "redact_cmdline": _flag,
     "quicksight_dataset_ids": _dataset_ids,
+    "retention_days": _retention_days,
 }

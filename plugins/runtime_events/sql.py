@@ -43,7 +43,8 @@ def plan_window(settings: Settings, logical_day: date, now: datetime | None = No
     }
 
 
-def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) -> dict:
+def sql_params(settings: Settings, run: dict | None, extra: dict | None = None,
+               today: date | None = None) -> dict:
     """``params`` for a statement: settings that reach SQL, the run's window and token, and
     per-statement values (``table``, ``batch``, ``partitions``), each checked for its form."""
     params = {
@@ -52,6 +53,7 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
         "curated_location": settings.curated_location,
         "redact_cmdline": settings.redact_cmdline,
         "raw_layout": settings.raw_layout,
+        "lookback_days": settings.lookback_days,
     }
     if settings.raw_layout != "flat":
         params["arrival_format"] = java_date_format(settings.raw_layout)
@@ -63,10 +65,7 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
             date.fromisoformat(run[key])
         params |= {key: run[key] for key in ("logical_date", "dt_from", "dt_to", "run_token", "days")}
         if settings.raw_layout != "flat":
-            # Files arrive on the event's day or later: D-lookback .. D+1 can hold the window.
-            last = date.fromisoformat(run["dt_to"]) + timedelta(days=1)
-            arrival = [date.fromisoformat(d) for d in run["days"]] + [last]
-            params["arrival_dates"] = [arrival_folder(settings.raw_layout, d) for d in arrival]
+            params["arrival_days"] = arrival_days(settings, run, today)
     for key, value in (extra or {}).items():
         if key == "batch" and not (isinstance(value, int) and value >= 0):
             raise ValueError(f"batch must be a whole number, not {value!r}")
@@ -79,11 +78,27 @@ def sql_params(settings: Settings, run: dict | None, extra: dict | None = None) 
                 raise ValueError(f"partitions must name clusters, not {value!r}")
         if key == "table" and not re.fullmatch(r"[a-z_][a-z0-9_]*", str(value)):
             raise ValueError(f"table must be a table name, not {value!r}")
+        if key == "tables" and not all(re.fullmatch(r"[a-z_][a-z0-9_]*", str(v)) for v in value):
+            raise ValueError(f"tables must be table names, not {value!r}")
         params[key] = value
     return params
 
 
 ARRIVAL_RANGE_START = date(2000, 1, 1)
+
+
+def arrival_days(settings: Settings, run: dict, today: date | None = None) -> list[dict]:
+    """The arrival folders a run reads with a dated ``raw_layout``, as ``{"folder", "day"}``.
+
+    An alert of day X is taken from files that arrived on X-1 (clocks and time zones) through
+    X + ``lookback_days`` (late delivery): the same range whichever run builds X, so the run
+    order does not matter. A run for D builds D-lookback .. D, so it reads D-lookback-1 ..
+    D+lookback, never past today (UTC)."""
+    today = today or datetime.now(timezone.utc).date()
+    first = date.fromisoformat(run["dt_from"]) - timedelta(days=1)
+    last = min(date.fromisoformat(run["dt_to"]) + timedelta(days=settings.lookback_days), today)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return [{"folder": arrival_folder(settings.raw_layout, d), "day": d.isoformat()} for d in days]
 
 
 def arrival_folder(layout: str, day: date) -> str:

@@ -13,6 +13,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_load_au
     `rejected_not_object` bigint,
     `rejected_bad_event_time` bigint,
     `rejected_missing_cluster_id` bigint,
+    `rejected_bad_cluster_id` bigint,
     `rejected_missing_rule_name` bigint,
     `files_with_rejects` bigint,
     `recorded_at` timestamp

@@ -18,6 +18,7 @@ per_day AS (
         count_if(reject_reason = 'not_object') AS rejected_not_object,
         count_if(reject_reason = 'bad_event_time') AS rejected_bad_event_time,
         count_if(reject_reason = 'missing_cluster_id') AS rejected_missing_cluster_id,
+        count_if(reject_reason = 'bad_cluster_id') AS rejected_bad_cluster_id,
         count_if(reject_reason = 'missing_rule_name') AS rejected_missing_rule_name,
         count(DISTINCT CASE WHEN reject_reason IS NOT NULL THEN source_file END) AS files_with_rejects
     FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
@@ -38,6 +39,7 @@ SELECT
     coalesce(p.rejected_not_object, 0),
     coalesce(p.rejected_bad_event_time, 0),
     coalesce(p.rejected_missing_cluster_id, 0),
+    coalesce(p.rejected_bad_cluster_id, 0),
     coalesce(p.rejected_missing_rule_name, 0),
     coalesce(p.files_with_rejects, 0),
     CAST(current_timestamp AS timestamp)

@@ -10,12 +10,28 @@ WITH (
     partitioned_by = ARRAY['dt']
 ) AS
 WITH lines AS (
-    SELECT "$path" AS source_file, line, try(json_parse(line)) AS doc
+    SELECT
+        "$path" AS source_file,
+        line,
+        try(json_parse(line)) AS doc,
+{%- if params.raw_layout != 'flat' and params.arrival_days %}
+        CASE arrival_date
+{%- for arrival in params.arrival_days %}
+            WHEN '{{ arrival.folder }}' THEN DATE '{{ arrival.day }}'
+{%- endfor %}
+        END AS arrival_day
+{%- else %}
+        CAST(NULL AS date) AS arrival_day
+{%- endif %}
     FROM {{ params.database }}.runtime_events_lines
     WHERE NOT regexp_like(line, '^\s*$')
 {%- if params.raw_layout != 'flat' %}
-        -- only the folders whose files can hold the window's alerts (arrival trails the event)
-        AND arrival_date IN ('{{ params.arrival_dates | join("', '") }}')
+        -- only the folders whose files can hold the window's alerts (see scoped below)
+{%- if params.arrival_days %}
+        AND arrival_date IN ('{{ params.arrival_days | map(attribute="folder") | join("', '") }}')
+{%- else %}
+        AND false
+{%- endif %}
 {%- endif %}
 ),
 
@@ -25,6 +41,7 @@ raw_values AS (
         source_file,
         line,
         doc,
+        arrival_day,
         substr(json_format(doc), 1, 1) = '{' AS is_object,
         json_extract(doc, '$["container.id"]') AS container_id_json,
         json_extract(doc, '$["evt.time"]') AS evt_time_json,
@@ -46,6 +63,7 @@ fields AS (
         source_file,
         line,
         doc,
+        arrival_day,
         is_object,
         coalesce(json_extract_scalar(container_id_json, '$'), nullif(json_format(container_id_json), 'null')) AS container_id,
         coalesce(json_extract_scalar(evt_time_json, '$'), nullif(json_format(evt_time_json), 'null')) AS evt_time,
@@ -132,6 +150,11 @@ classified AS (
             WHEN NOT is_object THEN 'not_object'
             WHEN NOT coalesce(event_ms BETWEEN -62135596800000 AND 253402300799999, false) THEN 'bad_event_time'
             WHEN NOT coalesce(cluster_id_is_string, false) OR cluster_id = '' THEN 'missing_cluster_id'
+            -- a partition value must make a folder name: no control characters, and percent-encoded
+            -- (every byte outside A-Z a-z 0-9 . _ - as %XX) at most 240 bytes
+            WHEN regexp_like(cluster_id, '[\x00-\x1f\x7f]')
+                OR length(to_utf8(cluster_id)) + 2 * length(to_utf8(regexp_replace(cluster_id, '[A-Za-z0-9._-]', ''))) > 240
+            THEN 'bad_cluster_id'
             WHEN NOT coalesce(rule_name_is_string, false) OR rule_name = '' THEN 'missing_rule_name'
         END AS reject_reason
     FROM epoch AS e
@@ -183,6 +206,7 @@ curated AS (
             cve -> upper(cve)
         ))) AS related_cves,
         source_file,
+        arrival_day,
         reject_reason,
         CASE WHEN reject_reason IS NOT NULL THEN line END AS rejected_line,
         cluster_id,
@@ -191,12 +215,19 @@ curated AS (
 ),
 
 -- Lines of days outside the window belong to other runs: they are kept only as a line to count
--- (no day, no columns), so that the reject share is taken over every line this run scanned.
+-- (no day, no columns), so that the reject share is taken over every line this run scanned. With
+-- a dated raw layout, an alert of day X counts only from files that arrived on X-1 .. X+lookback:
+-- the same lines whichever run builds the day (later ones are too late for every run).
 scoped AS (
     SELECT
         c.*,
         CASE
-            WHEN dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}' THEN 'window'
+            WHEN dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+{%- if params.raw_layout != 'flat' %}
+                AND arrival_day BETWEEN date_add('day', -1, CAST(dt AS date))
+                    AND date_add('day', {{ params.lookback_days }}, CAST(dt AS date))
+{%- endif %}
+                THEN 'window'
             WHEN dt IS NULL THEN 'unknown_day'
             ELSE 'other_days'
         END AS scope

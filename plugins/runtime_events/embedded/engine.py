@@ -652,7 +652,9 @@ class EmbeddedEngine:
         file_list = "[" + ", ".join(_literal(f) for f, _ in files) + "]"
         con.execute(
             f"CREATE TEMP VIEW {view} AS SELECT {columns}{keys_sql}{path} "
-            f"FROM read_parquet({file_list}, filename = true, union_by_name = true) p "
+            # hive_partitioning off: partition values come from the catalogue alone, never from a
+            # name=value folder that happens to be in the path (a curated root under /env=prod/).
+            f"FROM read_parquet({file_list}, filename = true, union_by_name = true, hive_partitioning = false) p "
             f"JOIN {view}_files m ON p.filename = m.filename"
         )
         return sum(os.path.getsize(f) for f, _ in files)
@@ -715,6 +717,9 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 and not isinstance(n.parent, exp.Column) else n)
                 for element in node.this.this.expressions]
             return exp.Anonymous(this="concat_ws", expressions=[node.expression.copy(), *parts])
+        if isinstance(node, exp.Length) and isinstance(node.this, exp.Encode):
+            # length(varbinary) counts bytes in Trino; DuckDB's length() takes no BLOB.
+            return exp.Anonymous(this="octet_length", expressions=[node.this.transform(rewrite)])
         if isinstance(node, exp.RegexpReplace) and isinstance(node.args.get("replacement"), exp.Literal):
             # Trino writes group references as $1, RE2 (DuckDB) as \1.
             text = re.sub(r"\$(\d)", r"\\\1", node.args["replacement"].name)

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -83,7 +84,14 @@ class Metastore:
     def get_table(self, database: str, name: str) -> TableInfo:
         path = self._table_path(database, name)
         try:
-            return TableInfo.from_json(json.loads(path.read_text()))
+            text = path.read_text()
+            try:
+                return TableInfo.from_json(json.loads(text))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CatalogError(
+                    f"HIVE_METASTORE_ERROR: the catalogue file {path} of table {database}.{name} is damaged "
+                    f"({exc}). `runtime-events repair {name}` moves it aside and rebuilds the table from the "
+                    "ledger") from None
         except FileNotFoundError:
             if not self.database_exists(database):
                 raise CatalogError(f"SCHEMA_NOT_FOUND: Schema '{database}' does not exist") from None
@@ -93,6 +101,16 @@ class Metastore:
 
     def table_exists(self, database: str, name: str) -> bool:
         return self._table_path(database, name).is_file()
+
+    def set_aside(self, database: str, name: str) -> Path | None:
+        """Move a table's catalogue file out of the way (kept beside it, never deleted)."""
+        with self._locked(database, name):
+            path = self._table_path(database, name)
+            if not path.exists():
+                return None
+            aside = path.with_name(f".{path.name}.damaged-{os.getpid()}-{int(time.time())}")
+            os.replace(path, aside)
+            return aside
 
     def create_table(self, table: TableInfo, if_not_exists: bool = False) -> bool:
         """Register ``table``; returns False when it existed and ``if_not_exists`` was given."""

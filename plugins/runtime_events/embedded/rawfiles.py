@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import struct
 import zlib
 from collections import deque
@@ -33,27 +34,71 @@ class RawFileError(Exception):
 
 
 def list_files(location: str | Path, folders: Iterable[str] | None = None) -> list[Path]:
-    """Every visible file under ``location`` (or only under its sub-``folders``), sorted."""
+    """Every visible file under ``location`` (or only under its sub-``folders``), sorted.
+
+    Names starting with ``.`` or ``_`` are skipped, as Athena does. Every other entry is read or
+    fails the listing with :class:`RawFileError` naming it: a folder that cannot be listed, a
+    special file (a FIFO would block the reader for ever), a link that leads outside
+    ``location`` or nowhere. Links inside it are followed, to files and folders alike."""
     root = Path(location)
+    real_root = os.path.realpath(root)
     tops = [root / f for f in folders] if folders is not None else [root]
     found: list[Path] = []
+    seen: set[str] = set()
     for top in tops:
-        if not top.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-            found.extend(Path(dirpath) / f for f in filenames if not f.startswith((".", "_")))
+        if top.is_dir():
+            _walk(top, real_root, seen, found)
     return sorted(set(found))
 
 
+def display_path(path: Path | str) -> str:
+    """A path as text that is valid UTF-8 whatever bytes its name has (``\\xff`` escapes)."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _walk(folder: Path, real_root: str, seen: set[str], found: list[Path]) -> None:
+    real = os.path.realpath(folder)
+    if real in seen:  # reached twice through links: read once
+        return
+    seen.add(real)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise RawFileError(f"HIVE_CANNOT_OPEN_SPLIT: cannot list the raw folder {display_path(folder)}: "
+                           f"{exc.strerror}") from None
+    for entry in entries:
+        if entry.name.startswith((".", "_")):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            target = os.path.realpath(path)
+            if not (target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep)):
+                raise RawFileError(f"HIVE_CANNOT_OPEN_SPLIT: {display_path(path)} is a link to "
+                                   f"{display_path(target)}, outside the raw location {display_path(real_root)}")
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            raise RawFileError(f"HIVE_CANNOT_OPEN_SPLIT: cannot read {display_path(path)}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            _walk(path, real_root, seen, found)
+        elif stat.S_ISREG(mode):
+            found.append(path)
+        else:
+            raise RawFileError(f"HIVE_CANNOT_OPEN_SPLIT: {display_path(path)} is not a regular file (a FIFO, "
+                               "socket or device): move it out of the raw location")
+
+
 def read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RawFileError(f"HIVE_CANNOT_OPEN_SPLIT: cannot read {display_path(path)}: {exc.strerror}") from None
     if path.name.endswith(".gz"):
         try:
             return gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise RawFileError(
-                f"HIVE_CURSOR_ERROR: cannot read {path}: corrupt gzip stream ({exc})"
+                f"HIVE_CURSOR_ERROR: cannot read {display_path(path)}: corrupt gzip stream ({exc})"
             ) from None
     return data
 
@@ -115,7 +160,7 @@ def stream_lines(parts: list[tuple[list[Path], str | None]], key: str | None = N
 
     def batch(path: Path, value: str | None, lines: pa.Array) -> pa.RecordBatch:
         repeat = pa.array(np.zeros(len(lines), dtype=np.int32))
-        columns = [lines, pa.DictionaryArray.from_arrays(repeat, pa.array([str(path)], pa.large_string()))
+        columns = [lines, pa.DictionaryArray.from_arrays(repeat, pa.array([display_path(path)], pa.large_string()))
                    .cast(pa.large_string())]
         if key is not None:
             columns.append(pa.DictionaryArray.from_arrays(repeat, pa.array([value], pa.large_string()))

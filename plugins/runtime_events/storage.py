@@ -1,0 +1,183 @@
+"""Where the project's files live: local folders for the embedded engine, S3 on AWS.
+
+Only what publishing, clean-up and the ledger need: list folders and files, read and write small
+text objects (a write is atomic; ``create_text`` writes only if nothing is there yet), and
+delete a folder. Every delete goes through :func:`delete_inside`, which resolves the location and
+refuses anything that is not strictly inside the folder it is allowed to touch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    pass
+
+
+class Storage(Protocol):
+    def folders(self, location: str) -> list[str]: ...
+    def files(self, location: str) -> list[str]: ...
+    def has_files(self, location: str) -> bool: ...
+    def read_text(self, location: str) -> str | None: ...
+    def write_text(self, location: str, text: str) -> None: ...
+    def create_text(self, location: str, text: str) -> bool: ...
+    def resolve(self, location: str) -> str: ...
+    def delete(self, location: str, root: str) -> int: ...
+
+
+def split_s3(location: str) -> tuple[str, str]:
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+class LocalStorage:
+    def folders(self, location: str) -> list[str]:
+        path = Path(location)
+        return sorted(str(p) + "/" for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+    def files(self, location: str) -> list[str]:
+        path = Path(location)
+        return sorted(str(p) for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+
+    def has_files(self, location: str) -> bool:
+        path = Path(location)
+        return path.is_dir() and any(p.is_file() for p in path.rglob("*"))
+
+    def read_text(self, location: str) -> str | None:
+        try:
+            return Path(location).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, location: str, text: str) -> None:
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+
+    def create_text(self, location: str, text: str) -> bool:
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, path)  # fails if the name exists: whole content or nothing, never two writers
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def resolve(self, location: str) -> str:
+        return os.path.realpath(location.removeprefix("file://")) + "/"
+
+    def delete(self, location: str, root: str) -> int:
+        path = Path(location)
+        if not path.exists():
+            return 0
+        count = sum(1 for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path)
+        # Folders that held only this one (a version's dt=... above cluster_id=...) go too when
+        # empty, up to and not including root.
+        parent, stop = path.parent, Path(root)
+        while stop in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+        return count
+
+
+class S3Storage:
+    def __init__(self, aws_conn_id: str) -> None:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from runtime_events.operators import AWS_CLIENT_CONFIG
+
+        self.hook = S3Hook(aws_conn_id=aws_conn_id, config=AWS_CLIENT_CONFIG)
+
+    def folders(self, location: str) -> list[str]:
+        bucket, prefix = split_s3(location)
+        return [f"s3://{bucket}/{p}" for p in self.hook.list_prefixes(bucket, prefix, delimiter="/")]
+
+    def files(self, location: str) -> list[str]:
+        bucket, prefix = split_s3(location)
+        return [f"s3://{bucket}/{key}" for key in self.hook.list_keys(bucket, prefix=prefix)]
+
+    def has_files(self, location: str) -> bool:
+        bucket, prefix = split_s3(location)
+        response = self.hook.get_conn().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        return response.get("KeyCount", 0) > 0
+
+    def read_text(self, location: str) -> str | None:
+        bucket, key = split_s3(location)
+        client = self.hook.get_conn()
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        except client.exceptions.NoSuchKey:
+            return None
+
+    def write_text(self, location: str, text: str) -> None:
+        bucket, key = split_s3(location)
+        self.hook.get_conn().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+
+    def create_text(self, location: str, text: str) -> bool:
+        bucket, key = split_s3(location)
+        client = self.hook.get_conn()
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), IfNoneMatch="*")
+            return True
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+
+    def resolve(self, location: str) -> str:
+        # S3 keys are not paths: a "." or ".." segment or an empty one is a different key, not the
+        # folder it seems to name. Such a location is never ours.
+        bucket, prefix = split_s3(location)
+        segments = prefix.rstrip("/").split("/") if prefix.strip("/") else []
+        if any(s in ("", ".", "..") for s in segments):
+            raise StorageError(f"{location} is not a plain S3 folder")
+        return f"s3://{bucket}/" + "".join(s + "/" for s in segments)
+
+    def delete(self, location: str, root: str) -> int:
+        bucket, prefix = split_s3(location)
+        keys = self.hook.list_keys(bucket, prefix=prefix)
+        for i in range(0, len(keys), 1000):
+            self.hook.delete_objects(bucket, keys[i:i + 1000])
+        return len(keys)
+
+
+def storage_for(settings) -> Storage:
+    return S3Storage(settings.aws_conn_id) if settings.is_athena else LocalStorage()
+
+
+def is_inside(storage: Storage, location: str, root: str) -> bool:
+    """Whether ``location``, resolved, lies strictly inside the resolved folder ``root``."""
+    try:
+        resolved, base = storage.resolve(location), storage.resolve(root)
+    except StorageError:
+        return False
+    return resolved.startswith(base) and resolved != base
+
+
+def delete_inside(storage: Storage, location: str, root: str) -> int:
+    """Delete the folder ``location`` if, resolved, it lies strictly inside ``root``; else refuse
+    and say so. Returns the files deleted."""
+    if not is_inside(storage, location, root):
+        log.warning("not deleting %s: it is not inside %s", location, root)
+        return 0
+    return storage.delete(storage.resolve(location), storage.resolve(root))
