@@ -66,7 +66,8 @@ def _render(name: str) -> str:
         "runtime_events_curated_location": "s3://lake-bucket/curated/",
     }.get(key))
     run = sql.plan_window(settings, date(2026, 11, 20))
-    return sql.render(name, sql.sql_params(settings, run, {"batch": 0, "table": "daily_rule_counts"}))
+    return sql.render(name, sql.sql_params(settings, run, {"batch": 0, "table": "daily_rule_counts",
+                                                          "tables": [t.name for t in AGGREGATES]}))
 
 
 @pytest.mark.parametrize("name", SQL_FILES)

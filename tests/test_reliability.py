@@ -148,7 +148,7 @@ def test_partitions_of_days_whose_alerts_disappeared_are_dropped(tmp_path):
     pipeline = Pipeline(make_settings(tmp_path))
     pipeline.run_day("2026-06-10")
     (raw / "a.json").write_text('{"evt.time": "2026-06-10T01:00:00Z", "cluster_id": "kept", "rule_name": "r"}\n')
-    with pytest.raises(checks.DataQualityError, match=r"dt=2026-06-10: 1 rows would replace 2 published"):
+    with pytest.raises(checks.DataQualityError, match=r"dt=2026-06-10: 1 rows rebuilt against 2 published, fewer in cluster_id=gone \(1 -> 0\)"):
         pipeline.run_day("2026-06-10")  # fewer alerts than published: only on purpose
     assert sorted(pipeline.table("runtime_events_parquet")["cluster_id"]) == ["gone", "kept"]
     pipeline.run_day("2026-06-10", allow_shrink=True)

@@ -124,9 +124,9 @@ def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:
         for day, parts in sorted(shrinking.items()):
             new = sum(r["written_rows"] for r in partitions if r["dt"] == day)
             old = sum(r["published_rows"] for r in partitions if r["dt"] == day)
-            described.append(f"dt={day}: {new} rows would replace {old} published ("
-                             + ", ".join(f"cluster_id={r['cluster_id']}: {r['published_rows']} -> {r['written_rows']}"
-                                         for r in parts[:5]) + (", ..." if len(parts) > 5 else "") + ")")
+            described.append(f"dt={day}: {new} rows rebuilt against {old} published, fewer in "
+                             + ", ".join(f"cluster_id={r['cluster_id']} ({r['published_rows']} -> {r['written_rows']})"
+                                         for r in parts[:5]) + (", ..." if len(parts) > 5 else ""))
         message = "; ".join(described)
         if not run.get("allow_shrink"):
             raise DataQualityError(

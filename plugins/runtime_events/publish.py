@@ -240,6 +240,11 @@ def publish(lake: Lake, table: Table, run: dict, days: list[str], rows: dict[Val
     ledger. Partitions the ledger knows but the catalogue lost (a dropped table) are re-attached
     in the same change. Nothing is deleted here."""
     catalogue, ledger, token = lake.catalogue, lake.ledger, run["run_token"]
+    record = ledger.run(token)
+    if record is None or record.get("finished_at") or catalogue.definition(version_table(table, token)) is None:
+        raise PublishError(
+            f"run {token} has finished or its version of {table.name} is gone (its clean-up ran): "
+            "publishing it again would drop its days. Start a new run of the day instead.")
     history = ledger.history(table.name)
     recorded = history.latest()
     current = catalogue.partitions(table.name)
