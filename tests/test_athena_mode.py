@@ -146,6 +146,7 @@ class AwsProxy:
         self.fail: tuple[str, str] | None = None  # (text in the query, Athena's reason)
         self.failed: dict[str, str] = {}
         self.clusters = list(CLUSTERS)  # what the stage holds: the clusters a write batch writes
+        self.published: set[tuple] = set()  # the partitions Glue holds before a run
         self.kms_key = ""
         self.errors: list[str] = []  # what the fake Athena could not do (the query FAILED)
         self.lock = threading.Lock()
@@ -236,13 +237,23 @@ class FakeAthena:
         if not isinstance(statement, exp.Query) or "event_count" not in text and "expected_rows" not in text:
             return
         lines = 2 * len(self.proxy.clusters)
-        values = {"scope": "window", "dt": DAY, "reject_reason": None, "source_file": None, "line_count": lines,
-                  "event_count": lines, "expected_rows": lines, "written_rows": lines, "distinct_event_ids": lines,
-                  "missing_required": 0, "unknown_severity": 0, "wrong_day": 0}
-        if "event_count" in text:  # audit_stage: a row per (dt, cluster_id) partition of valid alerts
-            rows = [{**values, "cluster_id": c, "line_count": 2, "event_count": 2} for c in self.proxy.clusters]
-        else:
-            rows = [values]
+        values = {"scope": "window", "dt": DAY, "reject_reason": None, "source_file": None, "line_count": 2,
+                  "rejected_count": 0, "event_count": 2, "expected_rows": 2, "written_rows": 2,
+                  "distinct_event_ids": 2, "missing_required": 0, "unknown_severity": 0, "wrong_day": 0,
+                  "lines_scanned": None, "published_rows": 0, "grain": "partition"}
+        if "row_count" in text:  # count_aggregate_rows: one row a day per aggregate
+            rows = [{"table_name": t.name, "dt": DAY, "row_count": 1} for t in AGGREGATES]
+        elif "event_count" in text:  # audit_stage: a row per (dt, cluster_id) partition, one per file
+            rows = [{**values, "cluster_id": c} for c in self.proxy.clusters]
+            rows.append({**values, "grain": "file", "scope": None, "dt": None, "cluster_id": None,
+                         "source_file": f"{RAW}2026/03/01/alerts.json", "line_count": lines})
+        else:  # audit_version: what was written per partition, what is published, the day's lines
+            published = self.proxy.published
+            rows = [{**values, "cluster_id": c, "published_rows": 2 if (DAY, c) in published else 0}
+                    for c in self.proxy.clusters]
+            rows += [{**values, "cluster_id": c, "expected_rows": 0, "written_rows": 0, "distinct_event_ids": 0,
+                      "published_rows": 1} for (_, c) in published if c not in self.proxy.clusters]
+            rows.append({**values, "grain": "day", "cluster_id": None, "lines_scanned": lines, "written_rows": 0})
         queue_results(self.proxy, [[(c, row[c]) for c in statement.named_selects] for row in rows])
 
     def after(self, call: Call) -> dict:
@@ -452,9 +463,9 @@ def athena_env(home: Path, proxy: AwsProxy, **overrides: str) -> dict:
     return env
 
 
-def dags_test(env: dict, cwd: Path, name: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAY], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+def dags_test(env: dict, cwd: Path, name: str, *conf: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAY, *conf], env=env,
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
     (cwd / f"{name}.log").write_text(done.stdout + done.stderr)
     return done
 
@@ -564,11 +575,14 @@ def run_athena(proxy: AwsProxy, s3, glue, tmp: Path, embedded: subprocess.Popen,
     marks["failing"], published["failing"] = (first, len(proxy.calls)), partitions()
     # 2. deferrable, over an earlier version; the first StartQueryExecution calls throttled; a
     #    QuickSight dataset to refresh
+    #    (that had a cluster since gone: the run publishes fewer on purpose, allow_shrink)
     publish_earlier_version(glue, s3)
     published["earlier"] = partitions()
+    proxy.published = set(published["earlier"])
     first, proxy.throttle = len(proxy.calls), THROTTLED
     outputs["main"] = succeeded(dags_test(
-        athena_env(home, proxy, deferrable="true", quicksight_dataset_ids=DATASET), tmp, "main")).stdout
+        athena_env(home, proxy, deferrable="true", quicksight_dataset_ids=DATASET), tmp, "main",
+        "--conf", '{"allow_shrink": true}')).stdout
     marks["main"], published["main"] = (first, len(proxy.calls)), partitions()
 
     assert embedded.wait(timeout=600) == 0, (tmp / "embedded.log").read_text()[-6000:]
@@ -796,17 +810,38 @@ def test_failed_query_reason_on_the_polling_and_the_deferred_path(aws, monkeypat
 
 
 # -- publish: replaced partitions, deletes only inside the tables' folders, raw untouched ----------
-def test_publish_replaces_the_earlier_version_and_deletes_only_inside_the_tables_folders(athena_runs):
+def test_publish_replaces_the_earlier_version_and_deletes_only_inside_the_tables_folders(athena_runs, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from runtime_events import publish
+
     earlier, now = athena_runs.partitions["earlier"], athena_runs.partitions["main"]
     assert set(earlier) - set(now) == {(DAY, "cluster-gone")}
     assert all(OLD_TOKEN in earlier[v] and OLD_TOKEN not in now[v] for v in set(earlier) & set(now))
-    assert s3_objects(athena_runs.s3, f"{CURATED}runtime_events_parquet/{OLD_TOKEN}/") == {}
+    assert "publishing fewer alerts than before" in athena_runs.outputs["main"]
+    # the replaced version is kept for retention_days; the run deleted only its own stage
+    old_version = f"{CURATED}runtime_events_parquet/{OLD_TOKEN}/"
+    assert len(s3_objects(athena_runs.s3, old_version)) == len(EARLIER_CLUSTERS)
     deleted = [(c.by, r) for c in athena_runs.proxy.calls if c.action == "DeleteObject" for r in c.resources]
-    assert len(deleted) >= len(EARLIER_CLUSTERS) and {by for by, _ in deleted} == {"dag"}
-    roots = [f"arn:aws:s3:::{_s3_split(CURATED)[0]}/{_s3_split(CURATED)[1]}{t.name}/" for t in PUBLISHED]
-    for _, resource in deleted:
-        [root] = [r for r in roots if resource.startswith(r)]
-        assert TOKEN.match(resource[len(root):].removeprefix("_stage/")), resource  # a run's version or stage
+    assert deleted and {by for by, _ in deleted} == {"dag"}
+    stage = f"arn:aws:s3:::{_s3_split(CURATED)[0]}/{_s3_split(CURATED)[1]}runtime_events_parquet/_stage/"
+    assert all(TOKEN.match(r[len(stage):]) for _, r in deleted if r.startswith(stage))
+    assert all(r.startswith(stage) for _, r in deleted), deleted
+    # the ledger on S3 names what the publish replaced; a clean-up past retention deletes exactly that
+    for key, value in aws_env(athena_runs.proxy).items():
+        monkeypatch.setenv(key, value)
+    values = athena_settings(athena_runs.proxy)
+    lake = publish.Lake(Settings.load(lambda key: values.get(key.removeprefix("runtime_events_"))))
+    assert set(lake.ledger.history("runtime_events_parquet").superseded()) == set(earlier.values())
+    curated_before = s3_objects(athena_runs.s3, CURATED)
+    first = len(athena_runs.proxy.calls)
+    publish.clean_up(lake, None, now=datetime.now(timezone.utc) + timedelta(days=8))
+    assert s3_objects(athena_runs.s3, old_version) == {}
+    gone = {k for k in curated_before if k not in s3_objects(athena_runs.s3, CURATED)}
+    assert gone == {k for k in curated_before if k.startswith(_s3_split(old_version)[1])}
+    for call in athena_runs.proxy.calls[first:]:
+        for resource in call.resources:
+            assert allowed(policy(athena_runs.proxy.kms_key), call.iam_action, resource, call.condition), call
 
 
 def test_raw_files_are_never_written_or_deleted(athena_runs):
@@ -937,5 +972,7 @@ def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
         monkeypatch.setenv(key, value)
     values = athena_settings(proxy)
     settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
-    for client in (publish.GlueCatalogue(settings).client, publish.S3Storage(settings).hook.get_conn()):
+    from runtime_events.storage import S3Storage
+
+    for client in (publish.GlueCatalogue(settings).client, S3Storage(settings.aws_conn_id).hook.get_conn()):
         assert retries(client.meta.config) == ("standard", 11), client.meta.service_model.service_name

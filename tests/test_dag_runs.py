@@ -126,3 +126,45 @@ def test_a_hostile_setting_fails_the_run_by_name_before_any_sql(lake, tmp_path):
     assert done.returncode != 0
     assert "runtime_events_database" in done.stdout + done.stderr
     assert set(results.iterdir()) == before  # no statement reached the engine
+
+
+def test_a_day_before_start_date_fails_saying_so(lake, tmp_path):
+    tmp, env = lake
+    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", "2019-12-31"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "before setting runtime_events_start_date=2020-01-01" in done.stdout + done.stderr
+
+
+def test_a_missing_raw_location_fails_by_name_and_keeps_every_day(lake, tmp_path):
+    tmp, env = lake
+    before = {name: oracle.canonical(table(tmp, name)) for name in TABLES}
+    missing = tmp / "not-mounted"
+    done = subprocess.run([str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAYS[-1]],
+                          env=env | {"AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(missing)},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert f"raw_location {missing}/ is not a folder" in done.stdout + done.stderr
+    for name in TABLES:
+        assert oracle.canonical(table(tmp, name)).equals(before[name]), name
+
+
+def test_a_day_that_would_shrink_is_published_only_with_allow_shrink(tmp_path):
+    env = airflow_env(tmp_path)
+    run([str(BIN / "runtime-events"), "generate", "--start", DAYS[0], "--days", "1", "--clusters", "2",
+         "--events-per-day", "60", "--seed", "3"], env, tmp_path)
+    run([str(BIN / "airflow"), "db", "migrate"], env, tmp_path)
+    dags_test = [str(BIN / "airflow"), "dags", "test", "runtime_events_daily", DAYS[0]]
+    run(dags_test, env, tmp_path)
+    full = oracle.canonical(table(tmp_path, "runtime_events_parquet"))
+    files = sorted((tmp_path / "raw").rglob("*.json*"))
+    files[0].rename(tmp_path / files[0].name)  # a raw file expired, say
+    refused = subprocess.run(dags_test, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0
+    assert "rows rebuilt against" in refused.stdout + refused.stderr and "allow_shrink=true" in refused.stdout
+    assert oracle.canonical(table(tmp_path, "runtime_events_parquet")).equals(full)
+    run([*dags_test, "--conf", '{"allow_shrink": true}'], env, tmp_path)
+    expected = oracle.expected_tables(tmp_path / "raw", [DAYS[0]])["runtime_events_parquet"]
+    got = table(tmp_path, "runtime_events_parquet")
+    assert 0 < len(got) < len(full)
+    assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))

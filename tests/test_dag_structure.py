@@ -36,8 +36,10 @@ def test_dag_has_tags_docs_retries_and_no_catchup(dagbag):
     assert {"runtime-security", "athena"} <= set(dag.tags)
     assert dag.doc_md and "Runtime events" in dag.doc_md
     assert dag.catchup is False
+    assert dag.params["allow_shrink"] is False
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
+        assert task.execution_timeout is not None and task.execution_timeout.total_seconds() > 0, task.task_id
         assert re.fullmatch(r"[a-z]+(_[a-z]+)+", task.task_id), task.task_id
 
 

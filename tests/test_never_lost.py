@@ -321,7 +321,7 @@ def test_entries_that_cannot_be_read_fail_the_run_naming_them(loaded, kind):
     else:
         os.mkfifo(entry)
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(_run_and_catch(pipeline)))
+    worker = threading.Thread(target=lambda: result.append(_run_and_catch(pipeline)), daemon=True)
     worker.start()
     worker.join(timeout=120)
     assert not worker.is_alive(), "the run hung"  # a FIFO must not block the reader for ever
