@@ -72,3 +72,29 @@ def test_an_unreadable_file_ends_the_stream_and_is_reported(tmp_path) -> None:
     with pytest.raises(rawfiles.RawFileError, match="b.json.gz"):
         stream.read_all()
     assert len(failures) == 1 and str(bad) in str(failures[0])
+
+
+def test_a_folder_that_cannot_be_listed_fails_naming_it(tmp_path, monkeypatch):
+    """Root (CI) reads every folder whatever its mode, so the refusal is the operating system's
+    answer played back: PermissionError from os.scandir for one folder."""
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.json").write_text("{}\n")
+    (tmp_path / "locked").mkdir()
+    real_scandir = rawfiles.os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(rawfiles.os, "scandir", scandir)
+    with pytest.raises(rawfiles.RawFileError, match=f"cannot list the raw folder {tmp_path / 'locked'}: Permission denied"):
+        rawfiles.list_files(tmp_path)
+
+
+def test_hidden_names_are_skipped_and_every_other_entry_is_listed(tmp_path):
+    for name in ("a.json", "_SUCCESS", ".tmp.json", "sub/b.json.gz", "_temporary/c.json", ".hidden/d.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    (tmp_path / "loop").symlink_to(tmp_path)  # a link back to the root: read once, no endless walk
+    assert rawfiles.list_files(tmp_path) == [tmp_path / "a.json", tmp_path / "sub" / "b.json.gz"]
