@@ -24,6 +24,8 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.common.compat.sdk import AirflowException
 
 from runtime_events import results
+from runtime_events.checks import DataQualityError
+from runtime_events.compat import AirflowFailException
 from runtime_events.settings import Settings, airflow_lookup
 from runtime_events.sql import sql_params
 
@@ -129,7 +131,11 @@ class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
 
     def _check(self, query_execution_id: str) -> Any:
         rows = list(results.iter_rows(self._pages(query_execution_id)))
-        return self.check(rows, self.run, self.settings)
+        try:
+            return self.check(rows, self.run, self.settings)
+        except DataQualityError as exc:
+            # The same rows fail the same way: no retries, the run fails now with the reason.
+            raise AirflowFailException(str(exc)) from exc
 
     def _pages(self, query_execution_id: str) -> Iterator[dict]:
         token = None

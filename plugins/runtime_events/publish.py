@@ -35,7 +35,11 @@ ORPHAN_AGE = timedelta(hours=6)
 
 
 class PublishError(Exception):
-    pass
+    """A publish, rollback or repair refused: retrying does not change the answer."""
+
+
+class GlueRefused(Exception):
+    """Glue answered a partition change with errors (a concurrent change, throttling): retried."""
 
 
 class Catalogue(Protocol):
@@ -152,7 +156,7 @@ class GlueCatalogue:
     def _check(response: dict) -> None:
         errors = response.get("Errors") or []
         if errors:
-            raise PublishError(f"Glue refused partition changes: {errors[:3]}")
+            raise GlueRefused(f"Glue refused partition changes: {errors[:3]}")
 
 
 def catalogue_for(settings: Settings) -> Catalogue:

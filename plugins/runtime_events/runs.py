@@ -6,6 +6,7 @@ runs, except ``PARSE_SETTINGS`` (environment only, no metastore or network call)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -104,18 +105,29 @@ def _flag(value) -> bool:
 
 def publish_events(run: dict, audit: dict) -> dict:
     rows = {(dt, cluster): n for dt, cluster, n in audit["rows"]}
-    return publish.publish(_lake(), EVENTS, run, audit["days_with_lines"], rows)
+    with _refusals_fail_now():
+        return publish.publish(_lake(), EVENTS, run, audit["days_with_lines"], rows)
 
 
 def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> list[dict]:
     lake = _lake()
-    summaries = [publish.publish(lake, table, run, events["days_rebuilt"],
-                                 {(dt,): n for dt, n in counts.get(table.name, {}).items()})
-                 for table in AGGREGATES]
+    with _refusals_fail_now():
+        summaries = [publish.publish(lake, table, run, events["days_rebuilt"],
+                                     {(dt,): n for dt, n in counts.get(table.name, {}).items()})
+                     for table in AGGREGATES]
     for asset in AGGREGATE_ASSETS:
         outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")} | {
             "days_rebuilt": events["days_rebuilt"]}
     return summaries
+
+
+@contextlib.contextmanager
+def _refusals_fail_now():
+    """A publish that refuses (it would drop days, its run is over) refuses again on a retry."""
+    try:
+        yield
+    except publish.PublishError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _lake() -> publish.Lake:
