@@ -116,6 +116,8 @@ def statement_kind(text: str) -> str:
         return "write_batch"
     if "expected_rows" in t and "written_rows" in t:
         return "audit_version"
+    if "row_count" in t and "UNION ALL" in t:
+        return "count_aggregate_rows"
     if "INSERT INTO" in t and "runtime_events_load_audit" in t:
         return "record_load_audit"
     if "INSERT INTO" in t and "runtime_events_query_costs" in t:

@@ -824,9 +824,13 @@ def test_publish_replaces_the_earlier_version_and_deletes_only_inside_the_tables
     assert len(s3_objects(athena_runs.s3, old_version)) == len(EARLIER_CLUSTERS)
     deleted = [(c.by, r) for c in athena_runs.proxy.calls if c.action == "DeleteObject" for r in c.resources]
     assert deleted and {by for by, _ in deleted} == {"dag"}
-    stage = f"arn:aws:s3:::{_s3_split(CURATED)[0]}/{_s3_split(CURATED)[1]}runtime_events_parquet/_stage/"
-    assert all(TOKEN.match(r[len(stage):]) for _, r in deleted if r.startswith(stage))
-    assert all(r.startswith(stage) for _, r in deleted), deleted
+    # only the runs' own work: their stages, and the failing run's never-published versions
+    roots = [f"arn:aws:s3:::{_s3_split(CURATED)[0]}/{_s3_split(CURATED)[1]}{t.name}/" for t in PUBLISHED]
+    own = {athena_runs.token("failing"), athena_runs.token("main")}
+    for _, resource in deleted:
+        [root] = [r for r in roots if resource.startswith(r)]
+        assert resource[len(root):].removeprefix("_stage/")[:len(OLD_TOKEN)] in own, resource
+    assert any(athena_runs.token("failing") in r and "_stage/" not in r for _, r in deleted)
     # the ledger on S3 names what the publish replaced; a clean-up past retention deletes exactly that
     for key, value in aws_env(athena_runs.proxy).items():
         monkeypatch.setenv(key, value)
