@@ -15,13 +15,15 @@ import socket
 import subprocess
 import time
 import urllib.request
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 import oracle
 from alert_fixtures import write_nasty_alerts
+from local_pipeline import make_settings
+from runtime_events import publish
 from runtime_events.embedded.engine import EmbeddedEngine
 from test_dag_runs import BIN, REPO, TABLES, airflow_env, run
 
@@ -139,7 +141,18 @@ def test_no_work_left_behind(backfilled):
     assert [t for t in engine.metastore.list_tables("runtime_security") if "_r2" in t] == []
     stage = tmp / "curated" / "runtime_events_parquet" / "_stage"
     assert not stage.exists() or not any(stage.iterdir())
-    # exactly one version folder per published partition
+    # every version folder on disk is one the ledger recorded; replaced ones stay retention_days,
+    # then exactly one version folder per published partition is left
+    settings = make_settings(tmp, reject_threshold="0.5")
+    lake = publish.Lake(settings)
     info = engine.metastore.get_table("runtime_security", "runtime_events_parquet")
-    on_disk = {p.parent for p in (tmp / "curated" / "runtime_events_parquet").rglob("*.parquet")}
-    assert on_disk == {Path(p.location.rstrip("/")) for p in info.partitions}
+    published = {Path(p.location.rstrip("/")) for p in info.partitions}
+
+    def on_disk() -> set[Path]:
+        return {p.parent for p in (tmp / "curated" / "runtime_events_parquet").rglob("*.parquet")}
+
+    recorded = {Path(v.location.rstrip("/")) for h in lake.ledger.history("runtime_events_parquet").versions.values()
+                for v in h if v.location}
+    assert published <= on_disk() <= recorded
+    publish.clean_up(lake, None, now=datetime.now(timezone.utc) + timedelta(days=settings.retention_days, minutes=1))
+    assert on_disk() == published
