@@ -14,7 +14,7 @@ if [ ! -f "$REPO/.venv/.installed" ] || [ "$REPO/pyproject.toml" -nt "$REPO/.ven
     echo "==> installing pinned packages into .venv (first time: about a minute)"
     "$REPO/.venv/bin/python" -m pip install --quiet --disable-pip-version-check uv==0.13.8
     "$REPO/.venv/bin/uv" pip install --quiet --python "$REPO/.venv/bin/python" \
-        --constraint "$REPO/constraints.txt" --editable "$REPO[test]"
+        --constraint "$REPO/constraints.txt" --editable "$REPO[embedded,deferrable,test]"
     touch "$REPO/.venv/.installed"
 fi
 

@@ -48,7 +48,8 @@ from runtime_events.tables import AGGREGATES, PUBLISHED
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
+# The Airflow that runs the DAG: the repository's own, or (test_compat_matrix.py) an older release's.
+BIN = Path(os.environ.get("RUNTIME_EVENTS_TEST_AIRFLOW_BIN") or REPO / ".venv" / "bin")
 REGION, ACCOUNT = "us-east-1", "123456789012"
 DAY = "2026-03-01"
 CLUSTERS = [f"cluster-{i:03d}" for i in range(250)]
@@ -437,7 +438,7 @@ def write_alerts(folder: Path) -> None:
 
 
 def base_env(home: Path) -> dict:
-    env = airflow_env(home, {"database": DATABASE}, drop=("AIRFLOW", "RUNTIME_EVENTS", "AWS_"),
+    env = airflow_env(home, {"database": DATABASE}, drop=("AIRFLOW", "RUNTIME_EVENTS", "AWS_"), bin_dir=BIN,
                       base={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
     # These runs only: a failed task fails the run at once instead of waiting minutes for its
     # Airflow retries, so a throttled call that botocore did not retry fails the run too.
@@ -546,7 +547,8 @@ def athena_runs(aws, tmp_path_factory):
         "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp / "curated")}
     with open(tmp / "embedded.log", "w") as log:
         embedded = subprocess.Popen(
-            f"airflow db migrate >/dev/null && exec airflow dags test runtime_events_daily {DAY}",
+            f"airflow db migrate >/dev/null && airflow dags reserialize >/dev/null 2>&1 && "
+            f"exec airflow dags test runtime_events_daily {DAY}",
             shell=True, env=embedded_env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
 
     s3, glue = admin.client("s3", endpoint_url=moto_url), admin.client("glue", endpoint_url=moto_url)
@@ -565,8 +567,9 @@ def run_athena(proxy: AwsProxy, s3, glue, tmp: Path, embedded: subprocess.Popen,
         return {tuple(p["Values"]): p["StorageDescriptor"]["Location"] for page in pages for p in page["Partitions"]}
 
     home = tmp / "athena-home"
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=base_env(home), cwd=tmp, check=True,
-                   capture_output=True)
+    for command in (["db", "migrate"], ["dags", "reserialize"]):  # as a DAG processor would (3.0 needs it)
+        subprocess.run([str(BIN / "airflow"), *command], env=base_env(home), cwd=tmp, check=True,
+                       capture_output=True)
     marks, outputs, published = {}, {}, {}
     # 1. a new account; polling; the second write batch FAILED on Athena
     first, proxy.fail = len(proxy.calls), (f"cluster_id >= '{sorted(CLUSTERS)[100]}'", FAILURE)

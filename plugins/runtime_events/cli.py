@@ -81,13 +81,9 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _hook(settings: Settings):
-    if settings.is_athena:
-        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+    from runtime_events.engines import query_hook
 
-        return AthenaHook(aws_conn_id=settings.aws_conn_id, log_query=False)
-    from runtime_events.embedded.hook import EmbeddedAthenaHook
-
-    return EmbeddedAthenaHook(settings.curated_location, log_query=False)
+    return query_hook(settings, log_query=False, aws_conn_id=settings.aws_conn_id)
 
 
 def _run_statement(hook, settings: Settings, text: str) -> str | None:
@@ -282,10 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         args.layout = args.layout or settings.raw_layout
         return _generate(args, settings)
+    from runtime_events.engines import EngineUnavailable
     from runtime_events.ledger import LedgerError
     from runtime_events.publish import PublishError
 
-    refusals: tuple = (SettingsError, PublishError, LedgerError)
+    refusals: tuple = (SettingsError, PublishError, LedgerError, EngineUnavailable)
     if not settings.is_athena:
         from runtime_events.embedded.metastore import CatalogError
 

@@ -11,8 +11,8 @@ except ImportError:  # 3.0, 3.1
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3.2+
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:  # 3.0, 3.1
-    from airflow.exceptions import AirflowFailException
+    from airflow.exceptions import AirflowException, AirflowFailException
 
-__all__ = ["AirflowFailException", "CronDataIntervalTimetable"]
+__all__ = ["AirflowException", "AirflowFailException", "CronDataIntervalTimetable"]

@@ -21,11 +21,10 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-from airflow.providers.common.compat.sdk import AirflowException
 
-from runtime_events import results
+from runtime_events import engines, results
 from runtime_events.checks import DataQualityError
-from runtime_events.compat import AirflowFailException
+from runtime_events.compat import AirflowException, AirflowFailException
 from runtime_events.settings import Settings, airflow_lookup
 from runtime_events.sql import sql_params
 
@@ -49,6 +48,9 @@ class RuntimeEventsQueryOperator(AthenaOperator):
     def __init__(self, *, query: str, run: Any = None, sql_params: dict | None = None, **kwargs) -> None:
         kwargs.setdefault("sleep_time", 2)
         kwargs.setdefault("botocore_config", AWS_CLIENT_CONFIG)
+        # The settings name the database when the task runs; providers before 9.33 require the
+        # argument at construction.
+        kwargs.setdefault("database", "runtime_security")
         super().__init__(query=query, **kwargs)
         self.query_file = query  # the file name, for logs and map indexes; query becomes its text
         self.run = run
@@ -80,9 +82,7 @@ class RuntimeEventsQueryOperator(AthenaOperator):
     def hook(self) -> AthenaHook:
         if self.settings.is_athena:
             return AthenaHook(**self._hook_parameters)
-        from runtime_events.embedded.hook import EmbeddedAthenaHook
-
-        return EmbeddedAthenaHook(self.settings.curated_location, log_query=self.log_query)
+        return engines.query_hook(self.settings, log_query=self.log_query)
 
     def execute(self, context) -> str:
         query_execution_id = super().execute(context)

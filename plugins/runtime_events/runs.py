@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset
 
-from runtime_events import publish, sql
+from runtime_events import engines, publish, sql
 from runtime_events.compat import AirflowFailException
 from runtime_events.ledger import LedgerError
 from runtime_events.operators import QUERY_STATISTICS
@@ -85,11 +85,12 @@ def plan_run(context) -> dict:
     the run at once (no retries: waiting does not fix them), before any SQL is sent."""
     try:
         settings = Settings.load(airflow_lookup())
+        engines.check_engine(settings)
         run = sql.plan_window(settings, run_day(context))
         run["allow_shrink"] = _flag(context.get("params", {}).get("allow_shrink"))
         publish.prepare_run(publish.Lake(settings), run)
         return run
-    except (ValueError, publish.PublishError, LedgerError, OSError) as exc:  # SettingsError included
+    except (ValueError, publish.PublishError, LedgerError, engines.EngineUnavailable, OSError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
