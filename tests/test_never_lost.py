@@ -364,3 +364,45 @@ def test_ledger_records_are_one_object_each_and_never_overwritten(loaded):
     assert len(after) > len(before)
     assert ledger.history("runtime_events_parquet").latest() == publish.EmbeddedCatalogue(
         pipeline.settings).partitions("runtime_events_parquet")
+
+
+def test_a_lost_or_damaged_owner_file_never_hands_the_root_to_another_database(loaded):
+    tmp, pipeline, before = loaded
+    owner = tmp / "curated" / "_ledger" / "owner.json"
+    owner.write_text("")
+    with pytest.raises(Exception, match=r'damaged: it names the database.*\{"database": "runtime_security"\}'):
+        pipeline.run_day(DAYS[-1])
+    owner.unlink()  # moved aside by an operator
+    other = Pipeline(make_settings(tmp, database="other_security", retention_days="0"))
+    with pytest.raises(SettingsError, match="runtime_events_curated_location") as caught:
+        other.run_day(DAYS[-1])
+    assert "database 'runtime_security'" in str(caught.value)
+    assert not owner.exists()
+    pipeline.run_day(DAYS[-1])  # the owner itself claims it again
+    assert json.loads(owner.read_text()) == {"database": "runtime_security"}
+    publish.clean_up(pipeline.lake, None, now=later(pipeline, 400))
+    assert_intact(pipeline, before)
+
+
+def test_a_copied_lake_refuses_to_run_instead_of_reading_the_old_one(loaded):
+    tmp, pipeline, before = loaded
+    shutil.copytree(tmp / "curated", tmp / "copy", symlinks=True)
+    copied = Pipeline(make_settings(tmp, curated_location=str(tmp / "copy")))
+    with pytest.raises(Exception, match="the lake was copied or moved"):
+        copied.run_day(DAYS[-1])
+    assert_intact(pipeline, before)
+
+
+def test_rolling_back_the_curated_copy_takes_the_days_aggregates_along(loaded):
+    tmp, pipeline, before = loaded
+    (tmp / "raw" / "late.json").write_text(json.dumps(
+        {"evt.time": f"{DAYS[2]}T12:00:00Z", "cluster_id": "c-late", "rule_name": "r", "severity": "high"}) + "\n")
+    pipeline.run_day(DAYS[-1])
+    assert not snapshot(pipeline)["daily_severity_counts"].equals(before["daily_severity_counts"])
+    done = cli(tmp, "rollback", "runtime_events_parquet", "--dt", DAYS[2])
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1 + len(AGGREGATES)
+    assert_intact(pipeline, before)
+    again = cli(tmp, "rollback", "daily_rule_counts", "--dt", DAYS[2], "--to",
+                pipeline.lake.ledger.history("daily_rule_counts").versions[(DAYS[2],)][0].run_token)
+    assert again.returncode == 2 and "already reads the version" in again.stderr

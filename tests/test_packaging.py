@@ -84,7 +84,29 @@ def fresh_venv(root: Path, *requirements) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel, tmp_path_factory) -> Path:
-    return fresh_venv(tmp_path_factory.mktemp("venv") / "venv", wheel)
+    return fresh_venv(tmp_path_factory.mktemp("venv") / "venv", f"runtime-events-lakehouse[embedded] @ {wheel.as_uri()}")
+
+
+def test_an_athena_install_needs_no_embedded_engine(wheel, tmp_path):
+    """The wheel alone (no extra): the Athena path imports and parses without DuckDB or sqlglot,
+    and choosing the embedded engine says which extra to install."""
+    venv = fresh_venv(tmp_path / "venv", wheel)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS", "PYTHON", "VIRTUAL_ENV"))}
+    env |= {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "home"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags")}
+    for name in ("duckdb", "sqlglot"):
+        assert run(["python", "-c", f"import importlib.util; print(importlib.util.find_spec({name!r}))"], env).strip() == "None"
+    probe = ("import sys, runpy; runpy.run_path(sys.argv[1]); import runtime_events.cli, runtime_events.publish; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('duckdb', 'sqlglot', 'pyarrow') "
+             "or m.startswith('runtime_events.embedded')))")
+    athena = env | {"AIRFLOW_VAR_RUNTIME_EVENTS_ENGINE": "athena"}
+    assert run(["python", "-c", probe, REPO / "dags" / "runtime_events_daily.py"], athena).strip().splitlines()[-1] == "[]"
+    done = subprocess.run(["runtime-events", "query", "SELECT 1"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert "runtime_events_engine='duckdb' needs the embedded engine" in done.stderr
+    assert "pip install 'runtime-events-lakehouse[embedded]'" in done.stderr
 
 
 def readme_dag_file() -> str:

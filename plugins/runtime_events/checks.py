@@ -62,6 +62,10 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
              "with no known day; rejected in all: %d %s", scanned, len(file_rows), by_scope["window"],
              run["dt_from"], run["dt_to"], by_scope["other_days"], by_scope["unknown_day"], rejected,
              dict(reasons) or "")
+    if not scanned:
+        log.warning("the run scanned no alert line at all: every published day of the window is kept. If "
+                    "alerts are expected, check %sraw_location=%s and %sraw_layout=%s", PREFIX,
+                    settings.raw_location, PREFIX, settings.raw_layout)
     if over:
         files = sorted((r for r in file_rows if r["rejected_count"]), key=lambda r: -r["rejected_count"])
         named = ", ".join(f"{r['source_file']} ({r['rejected_count']})" for r in files[:MAX_FILES_NAMED])

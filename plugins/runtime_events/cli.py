@@ -168,9 +168,13 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> int:
     with _quiet_stdout():
         lake = publish.Lake(settings)
         lake.ledger.claim()
-        summary = publish.rollback(lake, publish.table_named(args.table), args.dt.isoformat(), args.to)
-    print(f"{summary['table']} dt={summary['dt']}: now the version of run {summary['to_run']} "
-          f"({summary['partitions']} partitions, {summary['dropped']} dropped)")
+        summaries = publish.rollback_day(lake, publish.table_named(args.table), args.dt.isoformat(), args.to)
+    for summary in summaries:
+        if "error" in summary:
+            print(f"{summary['table']} dt={summary['dt']}: left as it is ({summary['error']})")
+        else:
+            print(f"{summary['table']} dt={summary['dt']}: now the version of run {summary['to_run']} "
+                  f"({summary['partitions']} partitions, {summary['dropped']} dropped)")
     return 0
 
 

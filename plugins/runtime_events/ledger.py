@@ -91,22 +91,58 @@ class Ledger:
 
     # -- ownership -----------------------------------------------------------------------------
     def claim(self) -> None:
-        """Make this curated root this database's, or refuse it when another database has it."""
+        """Make this curated root this database's, or refuse it when another database has it.
+
+        The claim is ``owner.json``; when it is missing, the records already under the root name
+        their database too, so a lost ``owner.json`` never hands the root to another database."""
         location = self.root + "owner.json"
-        mine = {"database": self.settings.database}
-        if not self.storage.create_text(location, json.dumps(mine)):
-            owner = self._load(location).get("database")
-            if owner != self.settings.database:
-                raise SettingsError(
-                    "curated_location", self.settings.curated_location,
-                    f"a curated root of database {self.settings.database!r} alone: database {owner!r} "
-                    f"already keeps its tables there ({location}); give each database its own "
-                    f"curated_location (setting {PREFIX}database={self.settings.database!r})")
+        text = self.storage.read_text(location)
+        if text is None:
+            others = sorted({r.get("database") for r in self.runs()} - {self.settings.database, None})
+            if others:
+                self._refuse(others[0], f"the run records under {self.root}runs/ (owner.json is missing)")
+            self.storage.create_text(location, json.dumps({"database": self.settings.database}))
+            text = self.storage.read_text(location)  # another process may have claimed it first
+        try:
+            owner = json.loads(text)["database"]
+        except (ValueError, KeyError, TypeError):
+            named = sorted({r.get("database") for r in self.runs()} - {None})
+            raise LedgerError(
+                f"{location} is damaged: it names the database that owns this curated root. Write "
+                + (f'{{"database": "{named[0]}"}} into it (the database its run records name)' if len(named) == 1
+                   else '{"database": "<the database whose tables live here>"} into it')
+                + "; do not delete it") from None
+        if owner != self.settings.database:
+            self._refuse(owner, location)
+
+    def _refuse(self, owner: str, where: str) -> None:
+        raise SettingsError(
+            "curated_location", self.settings.curated_location,
+            f"a curated root of database {self.settings.database!r} alone: database {owner!r} already keeps "
+            f"its tables there ({where}); give each database its own curated_location (setting "
+            f"{PREFIX}database={self.settings.database!r})")
+
+    def check_location(self) -> None:
+        """The ledger's newest run worked under this curated root: a copied or moved lake still
+        names the old one in its catalogue and ledger, and would read (and write) there."""
+        names = sorted(p for p in self.storage.files(self.root + "runs/") if p.endswith(".json"))
+        if not names:
+            return
+        latest = self._load(names[-1])
+        elsewhere = [f["location"] for f in latest.get("folders", [])
+                     if not f["location"].startswith(self.settings.curated_location)]
+        if elsewhere:
+            raise LedgerError(
+                f"the ledger under {self.root} records work under {elsewhere[0]}, outside "
+                f"curated_location={self.settings.curated_location}: the lake was copied or moved. Its "
+                "catalogue and ledger name the old folders; set runtime_events_curated_location back to "
+                "the old root (a lake cannot be moved by copying its folder)")
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, run_token: str, folders: list[str]) -> None:
         self.storage.write_text(self._run_path(run_token), json.dumps(
-            {"run_token": run_token, "started_at": _now(), "folders": folders, "finished_at": None}))
+            {"run_token": run_token, "database": self.settings.database, "started_at": _now(), "folders": folders,
+             "finished_at": None}))
 
     def finish_run(self, run_token: str) -> None:
         record = self.run(run_token)
@@ -125,7 +161,7 @@ class Ledger:
                deleted: Iterable[str] = (), **extra) -> dict:
         """Write one record: ``partitions`` are ``{"values", "location", "previous", "rows"}``."""
         at = _now()
-        record = {"table": table, "kind": kind, "run_token": run_token, "at": at,
+        record = {"table": table, "database": self.settings.database, "kind": kind, "run_token": run_token, "at": at,
                   "partitions": [{**p, "values": list(p["values"])} for p in partitions],
                   "deleted": list(deleted), **extra}
         stamp = at.replace("-", "").replace(":", "").replace(".", "")
@@ -136,7 +172,8 @@ class Ledger:
     def history(self, table: str) -> TableHistory:
         records = [self._load(path) for path in self.storage.files(f"{self.root}tables/{table}/")
                    if path.endswith(".json")]
-        records.sort(key=lambda r: r["at"])
+        # Only this database's records: the root is one database's, but never trust that alone.
+        records = sorted((r for r in records if r.get("database") == self.settings.database), key=lambda r: r["at"])
         history = TableHistory(records=records)
         for record in records:
             history.deleted.update(record.get("deleted") or [])
@@ -145,6 +182,8 @@ class Ledger:
                 versions = history.versions.setdefault(values, [])
                 if versions and versions[-1].location == p["location"]:
                     continue  # pointed again where it was: no new version
+                if record["kind"] == "repair" and any(v.location == p["location"] for v in versions):
+                    continue  # a repair re-points to a recorded version; it makes none
                 if versions:
                     last = versions[-1]
                     versions[-1] = Version(last.values, last.location, last.run_token, last.at, last.kind,
@@ -170,7 +209,10 @@ class Ledger:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise LedgerError(f"ledger record {location} is damaged ({exc}); move it aside and rerun") from None
+            raise LedgerError(
+                f"ledger record {location} is damaged ({exc}). Restore it from a backup if you have one; else "
+                "move it aside (a name starting with '.'): the versions it names are then unknown to the ledger, "
+                "so nothing it names is ever deleted, and repair does not re-attach them") from None
 
 
 def _now() -> str:

@@ -24,7 +24,7 @@ from runtime_events.ledger import Ledger, TableHistory
 from runtime_events.partitions import partition_path
 from runtime_events.settings import Settings
 from runtime_events.storage import Storage, delete_inside, is_inside, storage_for
-from runtime_events.tables import EVENTS, PUBLISHED, RAW_EVENTS, RAW_LINES, Table
+from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW_EVENTS, RAW_LINES, Table
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def prepare_run(lake: Lake, run: dict) -> None:
     there, the raw tables follow the raw settings, and the run's folders are on record."""
     settings = lake.settings
     lake.ledger.claim()
+    lake.ledger.check_location()
     check_raw_location(lake)
     for table in drifted_raw_tables(lake):
         # External tables: dropping one changes the catalogue only, never the alert files.
@@ -453,6 +454,8 @@ def rollback(lake: Lake, table: Table, dt: str, to_run: str | None = None) -> di
         if not chosen:
             raise PublishError(f"{table.name} dt={dt} has no earlier kept version to roll back to")
     target = chosen[-1]
+    if target["partitions"] == current:
+        raise PublishError(f"{table.name} dt={dt} already reads the version of run {target['run_token']}")
     new = target["partitions"]
     drop = [v for v in current if v not in new]
     changes = [{"values": v, "location": loc, "previous": current.get(v), "rows": _rows_of(history, v, loc)}
@@ -464,6 +467,20 @@ def rollback(lake: Lake, table: Table, dt: str, to_run: str | None = None) -> di
                "dropped": len(drop)}
     log.info("rolled back %s", summary)
     return summary
+
+
+def rollback_day(lake: Lake, table: Table, dt: str, to_run: str | None = None) -> list[dict]:
+    """:func:`rollback`; for the curated copy, the daily aggregates of the day follow it to the
+    same run's versions, so that they keep agreeing with it (an aggregate that run did not
+    publish is left as it is, and said so)."""
+    summaries = [rollback(lake, table, dt, to_run)]
+    if table is EVENTS:
+        for aggregate in AGGREGATES:
+            try:
+                summaries.append(rollback(lake, aggregate, dt, summaries[0]["to_run"]))
+            except PublishError as exc:
+                summaries.append({"table": aggregate.name, "dt": dt, "error": str(exc)})
+    return summaries
 
 
 def _rows_of(history: TableHistory, values: Values, location: str) -> int | None:

@@ -43,9 +43,12 @@ PARSE_SETTINGS = _parse_time_settings()
 START_DATE = pendulum.datetime(1970, 1, 1, tz="UTC")
 DEFAULT_ARGS = {
     "owner": "security-data",
+    # A query or call that failed for a passing reason gets two more tries; failures that
+    # retrying cannot change (settings, audits, publish refusals) fail at once instead.
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
+    "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
     # No task may hang a run for ever (a stuck read, a query that never ends); Athena's own
     # query timeout is at most a few hours.
     "execution_timeout": timedelta(hours=3),
