@@ -168,3 +168,24 @@ def test_a_day_that_would_shrink_is_published_only_with_allow_shrink(tmp_path):
     got = table(tmp_path, "runtime_events_parquet")
     assert 0 < len(got) < len(full)
     assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))
+
+
+def test_each_rebuilt_day_is_a_partition_of_the_aggregate_asset_events(lake):
+    """Airflow 3.3's partitioned asset events: one event per table and rebuilt day."""
+    tmp, _ = lake
+    import sqlite3
+
+    with sqlite3.connect(tmp / "airflow" / "airflow.db") as db:
+        rows = db.execute("SELECT a.name, e.partition_key, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                          "WHERE e.partition_key IS NOT NULL").fetchall()
+    last = [(name, key) for name, key, extra in rows if json.loads(extra)["dt_to"] == DAYS[-1]]
+    assert sorted(last) == sorted((f"runtime_security.{t}", d) for t in TABLES[1:] for d in DAYS)
+
+
+def test_the_example_partitioned_consumer_dag_imports(tmp_path):
+    example = REPO / "docs" / "examples" / "runtime_events_rule_report.py"
+    probe = ("import runpy, sys; from airflow.dag_processing.dagbag import DagBag; "
+             "bag = DagBag(dag_folder=sys.argv[1]); "
+             "print(bag.import_errors, list(bag.dags), type(bag.dags['runtime_events_rule_report'].timetable).__name__)")
+    out = run([str(BIN / "python"), "-c", probe, str(example)], airflow_env(tmp_path), tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "{} ['runtime_events_rule_report'] PartitionedAssetTimetable"

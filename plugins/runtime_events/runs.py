@@ -17,7 +17,7 @@ import pendulum
 from airflow.sdk import Asset
 
 from runtime_events import engines, publish, sql
-from runtime_events.compat import AirflowFailException
+from runtime_events.compat import AirflowFailException, add_partitions
 from runtime_events.ledger import LedgerError
 from runtime_events.operators import QUERY_STATISTICS
 from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
@@ -122,6 +122,7 @@ def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> 
     for asset in AGGREGATE_ASSETS:
         outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")} | {
             "days_rebuilt": events["days_rebuilt"]}
+        add_partitions(outlet_events[asset], events["days_rebuilt"])
     return summaries
 
 
