@@ -745,8 +745,11 @@ def test_throttled_start_query_execution_is_retried_within_the_task(athena_runs)
     starts = [c for c in athena_runs.calls("main") if c.by == "dag" and c.action == "StartQueryExecution"]
     assert [c.status for c in starts[:THROTTLED + 1]] == [400] * THROTTLED + [200]
     assert len({c.params["QueryString"] for c in starts[:THROTTLED + 1]}) == 1  # create_database's
-    # Airflow retries are off in these runs: the task succeeded because botocore retried
-    assert athena_runs.outputs["main"].count("[DAG TEST] starting task_id=create_database") == 1
+    # Airflow retries are off in these runs: the task succeeded because botocore retried (one
+    # StartQueryExecution answered, one query id; Airflow 3.0's dags test announces a deferred task
+    # again when it resumes, so the announcement is no count of tries)
+    assert len([c for c in starts if c.status == 200 and c.params["QueryString"] == starts[0].params["QueryString"]]) == 1
+    assert "up_for_retry" not in athena_runs.outputs["main"].lower()
 
 
 def test_athena_clients_retry_throttling_ten_times_with_backoff(aws, monkeypatch):
