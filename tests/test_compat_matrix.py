@@ -157,3 +157,31 @@ def test_the_athena_mode_on_the_oldest_release(wheel, tmp_path):
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert re.search(r"\b2[0-9] passed\b", done.stdout), done.stdout[-2000:]
+
+
+def test_the_mwaa_bundle_installs_offline_into_the_oldest_release(wheel, tmp_path):
+    """scripts/mwaa-bundle's files, as MWAA uses them: plugins.zip unpacked where MWAA puts it,
+    requirements.txt installed with no index, the DAG file in an empty DAGs folder."""
+    bundle = tmp_path / "bundle"
+    run([REPO / "scripts" / "mwaa-bundle", bundle], cwd=tmp_path)
+    assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()) == [
+        "dags/runtime_events_daily.py", "iam-policy.json", "plugins.zip", "requirements.txt", "variables.json"]
+    plugins = tmp_path / "usr-local-airflow-plugins"
+    shutil.unpack_archive(bundle / "plugins.zip", plugins)
+    requirements = (bundle / "requirements.txt").read_text()
+    assert "--no-index" in requirements and "/usr/local/airflow/plugins" in requirements
+    local = tmp_path / "requirements.txt"  # MWAA's plugins folder is here, not at /usr/local/airflow
+    local.write_text(requirements.replace("/usr/local/airflow/plugins", str(plugins)))
+    venv = release_venv(OLDEST, RELEASES[OLDEST], wheel)
+    run([UV, "pip", "uninstall", "--quiet", "--python", venv / "bin" / "python", "runtime-events-lakehouse"])
+    run([UV, "pip", "install", "--quiet", "--offline", "--python", venv / "bin" / "python", "-r", local])
+    home = tmp_path / "home"
+    shutil.copytree(bundle / "dags", home / "dags")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS", "PYTHON", "VIRTUAL_ENV"))}
+    env |= {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env |= {f"AIRFLOW_VAR_{k.upper()}": v.replace("<", "x").replace(">", "x").replace(" ", "-")
+            for k, v in json.loads((bundle / "variables.json").read_text()).items()}
+    found = json.loads(run(["python", "-c", PROBE], env, tmp_path).strip().splitlines()[-1])
+    assert found == {"errors": {}, "dags": ["runtime_events_daily"]}
+    version = run(["python", "-c", "import airflow; print(airflow.__version__)"], env, tmp_path).strip()
+    assert version == OLDEST
