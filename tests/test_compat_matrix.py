@@ -62,14 +62,15 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def release_venv(version: str, day: str, wheel: Path) -> Path:
+def release_venv(version: str, day: str, wheel: Path, python: str = sys.executable) -> Path:
     """Airflow ``version`` with the packages of ``day``, and the wheel (embedded extra) beside it."""
     airflow = [f"apache-airflow=={version}", "apache-airflow-providers-amazon[aiobotocore]"]
-    recipe = hashlib.sha256(json.dumps([version, day, airflow, EXEMPT]).encode()).hexdigest()[:12]
-    venv, marker = CACHE / version, CACHE / version / ".recipe"
+    recipe = hashlib.sha256(json.dumps([version, day, airflow, EXEMPT, python]).encode()).hexdigest()[:12]
+    name = version if python == sys.executable else f"{version}-{Path(python).name}"
+    venv, marker = CACHE / name, CACHE / name / ".recipe"
     if not marker.exists() or marker.read_text() != recipe:
         shutil.rmtree(venv, ignore_errors=True)
-        run([UV, "venv", "--quiet", "--python", sys.executable, venv])
+        run([UV, "venv", "--quiet", "--seed", "--python", python, venv])
         run([UV, "pip", "install", "--quiet", "--python", venv / "bin" / "python", "--exclude-newer", day, *airflow])
         marker.write_text(recipe)
     exempt = [arg for name in EXEMPT for arg in ("--exclude-newer-package", f"{name}=2100-01-01")]
@@ -77,6 +78,20 @@ def release_venv(version: str, day: str, wheel: Path) -> Path:
          "--reinstall-package", "runtime-events-lakehouse", f"apache-airflow=={version}",
          f"runtime-events-lakehouse[embedded] @ {wheel.as_uri()}"])
     return venv
+
+
+def python312() -> str:
+    """A Python 3.12 interpreter of this machine (MWAA's Python): on the PATH, or pyenv's."""
+    candidates = [shutil.which("python3.12"), "/usr/bin/python3.12", "/usr/local/bin/python3.12",
+                  *sorted(str(p) for p in Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")).glob("versions/3.12*/bin/python3.12"))]
+    for candidate in filter(None, candidates):
+        if not Path(candidate).exists():
+            continue
+        done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip() == "True":
+            return candidate
+    raise AssertionError(f"no Python 3.12 among {candidates}: MWAA runs 3.12, the bundle is checked there")
 
 
 def readme_dag_file() -> str:
@@ -161,7 +176,9 @@ def test_the_athena_mode_on_the_oldest_release(wheel, tmp_path):
 
 def test_the_mwaa_bundle_installs_offline_into_the_oldest_release(wheel, tmp_path):
     """scripts/mwaa-bundle's files, as MWAA uses them: plugins.zip unpacked where MWAA puts it,
-    requirements.txt installed with no index, the DAG file in an empty DAGs folder."""
+    requirements.txt installed by pip with no index, into Airflow 3.0.6 on Python 3.12 (MWAA's
+    Python), the DAG file in an empty DAGs folder."""
+    python = python312()
     bundle = tmp_path / "bundle"
     run([REPO / "scripts" / "mwaa-bundle", bundle], cwd=tmp_path)
     assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()) == [
@@ -172,9 +189,10 @@ def test_the_mwaa_bundle_installs_offline_into_the_oldest_release(wheel, tmp_pat
     assert "--no-index" in requirements and "/usr/local/airflow/plugins" in requirements
     local = tmp_path / "requirements.txt"  # MWAA's plugins folder is here, not at /usr/local/airflow
     local.write_text(requirements.replace("/usr/local/airflow/plugins", str(plugins)))
-    venv = release_venv(OLDEST, RELEASES[OLDEST], wheel)
+    venv = release_venv(OLDEST, RELEASES[OLDEST], wheel, python=python)
     run([UV, "pip", "uninstall", "--quiet", "--python", venv / "bin" / "python", "runtime-events-lakehouse"])
-    run([UV, "pip", "install", "--quiet", "--offline", "--python", venv / "bin" / "python", "-r", local])
+    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "-r", local],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": "/dev/null"})
     home = tmp_path / "home"
     shutil.copytree(bundle / "dags", home / "dags")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RUNTIME_EVENTS", "PYTHON", "VIRTUAL_ENV"))}
@@ -183,5 +201,6 @@ def test_the_mwaa_bundle_installs_offline_into_the_oldest_release(wheel, tmp_pat
             for k, v in json.loads((bundle / "variables.json").read_text()).items()}
     found = json.loads(run(["python", "-c", PROBE], env, tmp_path).strip().splitlines()[-1])
     assert found == {"errors": {}, "dags": ["runtime_events_daily"]}
-    version = run(["python", "-c", "import airflow; print(airflow.__version__)"], env, tmp_path).strip()
-    assert version == OLDEST
+    versions = run(["python", "-c", "import sys, airflow; print(airflow.__version__, sys.version_info[:2])"],
+                   env, tmp_path).strip()
+    assert versions == f"{OLDEST} (3, 12)"
