@@ -145,16 +145,24 @@ class Ledger:
              "finished_at": None}))
 
     def finish_run(self, run_token: str) -> None:
-        record = self.run(run_token)
-        if record is not None:
-            self.storage.write_text(self._run_path(run_token), json.dumps(record | {"finished_at": _now()}))
+        """Mark a run's work as dealt with: a marker beside its record (the record stays as it was
+        written), so that listing the folder tells finished runs from the others without reading."""
+        self.storage.write_text(f"{self.root}runs/{run_token}.finished", _now())
 
     def run(self, run_token: str) -> dict | None:
         text = self.storage.read_text(self._run_path(run_token))
-        return None if text is None else self._parse(text, self._run_path(run_token))
+        if text is None:
+            return None
+        finished = self.storage.read_text(f"{self.root}runs/{run_token}.finished")
+        return self._parse(text, self._run_path(run_token)) | {"finished_at": finished}
 
-    def runs(self) -> list[dict]:
-        return [self._load(path) for path in self.storage.files(self.root + "runs/") if path.endswith(".json")]
+    def runs(self, unfinished_only: bool = False) -> list[dict]:
+        """The run records (only those of runs not marked finished: one listing, and reads of
+        just those)."""
+        names = self.storage.files(self.root + "runs/")
+        finished = {n.removesuffix(".finished") for n in names if n.endswith(".finished")}
+        return [self._load(n) | {"finished_at": None if n.removesuffix(".json") not in finished else True}
+                for n in names if n.endswith(".json") and not (unfinished_only and n.removesuffix(".json") in finished)]
 
     # -- table records -------------------------------------------------------------------------
     def record(self, table: str, kind: str, run_token: str, partitions: Iterable[dict] = (),

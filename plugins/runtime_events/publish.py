@@ -309,7 +309,7 @@ def clean_up(lake: Lake, run: dict | None, now: datetime | None = None) -> dict:
             tables_dropped += 1
     histories = {t.name: ledger.history(t.name) for t in PUBLISHED}
     referenced = {t.name: _resolve_all(storage, catalogue.partitions(t.name).values()) for t in PUBLISHED}
-    runs = ledger.runs()
+    runs = ledger.runs(unfinished_only=True)
     for record in runs:
         mine = record["run_token"] == token
         stale = not record.get("finished_at") and _older_than(record["run_token"], now, ORPHAN_AGE)
