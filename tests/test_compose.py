@@ -203,7 +203,7 @@ def test_dockerfile_installs_the_project_with_its_constraints(dockerfile):
     assert sources["constraints.txt"].rstrip("/") == home
     install = " ".join(args for keyword, args in dockerfile if keyword == "RUN" and "pip install" in args)
     assert f"--constraint {home}/constraints.txt" in install
-    assert f"--editable {home}" in install
+    assert f'--editable "{home}[embedded,deferrable]"' in install  # the image runs the embedded engine too
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in install  # pip may never change the image's Airflow
     # The build context is only what the image copies: never .venv, the lake or credentials.
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
@@ -245,9 +245,9 @@ def test_the_images_install_takes_the_mounted_folders(compose, dockerfile, tmp_p
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy(REPO / source, target / source)
     install = next(args for keyword, args in dockerfile if keyword == "RUN" and "pip install" in args)
-    home = re.search(r"--editable (\S+)", install).group(1)
+    home, extras = re.search(r'--editable "?([^"\s\[]+)(\[[^\]]*\])?"?', install).groups()
     venv = fresh_venv(tmp_path / "venv", f"apache-airflow=={constraint_pin('apache-airflow')}",
-                      "--editable", image / home.lstrip("/"))
+                      "--editable", f"{image / home.lstrip('/')}{extras or ''}")
 
     scheduler = compose["services"]["airflow-scheduler"]
     lake = next(v.split(":")[1] for v in scheduler["volumes"] if v.startswith("runtime-events-lake:"))
