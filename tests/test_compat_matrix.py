@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import oracle
+from test_packaging import run
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +46,6 @@ OLDEST = min(RELEASES, key=lambda v: tuple(int(p) for p in v.split(".")))
 DAYS = ["2026-03-01", "2026-03-02"]
 TABLES = ["runtime_events_parquet", "daily_rule_counts", "daily_severity_counts", "daily_workload_counts",
           "daily_cve_counts"]
-
-
-def run(args: list, env: dict | None = None, cwd: Path | None = None, timeout: int = 900) -> str:
-    done = subprocess.run([str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

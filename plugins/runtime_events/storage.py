@@ -58,21 +58,12 @@ class LocalStorage:
             return None
 
     def write_text(self, location: str, text: str) -> None:
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        os.replace(_written_beside(Path(location), text), location)
 
     def create_text(self, location: str, text: str) -> bool:
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        tmp = _written_beside(Path(location), text)
         try:
-            os.link(tmp, path)  # fails if the name exists: whole content or nothing, never two writers
+            os.link(tmp, location)  # fails if the name exists: whole content or nothing, never two writers
             return True
         except FileExistsError:
             return False
@@ -98,6 +89,15 @@ class LocalStorage:
                 break
             parent = parent.parent
         return count
+
+
+def _written_beside(path: Path, text: str) -> str:
+    """``text`` in a hidden temporary file beside ``path``, ready to be moved or linked into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return tmp
 
 
 class S3Storage:
