@@ -4,8 +4,9 @@
 Turns the Panoptica (Falco) runtime alerts that land as JSON lines under `raw_location` into
 Athena tables, for the UTC day of the run and the `lookback_days` before it:
 
-1. **setup**: check the settings and the raw location, plan the run's window and record the
-   folders it will write (`plan_run`), create the database and every table that is missing;
+1. **setup**: check the settings and the raw location, plan the run's window, place the
+   reference files (ATT&CK techniques per rule) and record the folders the run will write
+   (`plan_run`), create the database and every table that is missing;
 2. **stage**: parse and classify every raw line of the window once (`stage_alerts`);
 3. **audit**: account for every line, fail above `reject_threshold` (`audit_stage`);
 4. **write**: the new curated partitions into a folder of this run, in batches of at most 100
@@ -13,7 +14,8 @@ Athena tables, for the UTC day of the run and the `lookback_days` before it:
 5. **publish**: point `runtime_events_parquet`'s partitions of the days the run has lines for at
    them in one catalogue change, recorded in the ledger (a day without lines keeps what was
    published; a day that would shrink fails the audit unless the run has `allow_shrink=true`);
-6. **aggregate**: rebuild and publish the four daily aggregate tables the same way, which updates
+6. **aggregate**: rebuild each daily aggregate (its `select.sql`, in the shared write-audit-publish
+   statement `build_version.sql`) and publish them the same way, which updates
    one Airflow Asset per table and refreshes the SPICE datasets of `quicksight_dataset_ids`;
 7. **record** the run's line accounting in `runtime_events_load_audit` and what each statement
    scanned and cost in `runtime_events_query_costs`;
@@ -30,9 +32,10 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.operators.quicksight import QuickSightCreateIngestionOperator
 from airflow.sdk import Param, dag, task
 
-from runtime_events import checks, runs
+from runtime_events import checks, costs, tasks
 from runtime_events.compat import CronDataIntervalTimetable
-from runtime_events.operators import AWS_CLIENT_CONFIG, RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
+from runtime_events.engines import AWS_CLIENT_CONFIG
+from runtime_events.operators import RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
 from runtime_events.paths import SQL_DIR
 from runtime_events.tables import AGGREGATES, TABLES
 
@@ -40,10 +43,10 @@ from runtime_events.tables import AGGREGATES, TABLES
 @dag(
     dag_id="runtime_events_daily",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=runs.START_DATE,
+    start_date=tasks.START_DATE,
     catchup=False,
     max_active_runs=4,
-    default_args=runs.DEFAULT_ARGS,
+    default_args=tasks.DEFAULT_ARGS,
     template_searchpath=[str(SQL_DIR)],
     params={"allow_shrink": Param(False, type="boolean", description=(
         "Publish a rebuilt day even when it holds fewer alerts than the published one (a deliberate "
@@ -55,7 +58,7 @@ def runtime_events_daily():
     # -- setup ---------------------------------------------------------------------------------
     @task
     def plan_run(**context) -> dict:
-        return runs.plan_run(context)
+        return tasks.plan_run(context)
 
     run = plan_run()
 
@@ -72,7 +75,7 @@ def runtime_events_daily():
     )
     audit_stage = RuntimeEventsCheckOperator(
         task_id="audit_stage", query="runtime_events_parquet/audit_stage.sql", run=run,
-        check=checks.audit_stage,
+        check=tasks.audit_stage,
     )
 
     # -- write, audit and publish the curated copy ---------------------------------------------
@@ -90,29 +93,30 @@ def runtime_events_daily():
 
     @task
     def publish_parquet_partitions(run: dict, audit: dict) -> dict:
-        return runs.publish_events(run, audit)
+        return tasks.publish_events(run, audit)
 
     events_published = publish_parquet_partitions(run, audit_parquet_version.output)
 
     # -- aggregates ----------------------------------------------------------------------------
     build_aggregates = RuntimeEventsQueryOperator.partial(
-        task_id="build_aggregates", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
-    ).expand(query=[table.build_sql for table in AGGREGATES])
+        task_id="build_aggregates", query="build_version.sql", run=run,
+        map_index_template="{{ task.sql_params.table }}",
+    ).expand(sql_params=[{"table": table.name} for table in AGGREGATES])
 
     count_aggregate_rows = RuntimeEventsCheckOperator(
         task_id="count_aggregate_rows", query="count_aggregate_rows.sql", run=run,
         sql_params={"tables": [table.name for table in AGGREGATES]}, check=checks.count_aggregate_rows,
     )
 
-    @task(outlets=list(runs.AGGREGATE_ASSETS))
+    @task(outlets=list(tasks.AGGREGATE_ASSETS))
     def publish_aggregates(run: dict, events: dict, counts: dict, **context) -> list[dict]:
-        return runs.publish_aggregates(run, events, counts, context["outlet_events"])
+        return tasks.publish_aggregates(run, events, counts, context["outlet_events"])
 
     aggregates_published = publish_aggregates(run, events_published, count_aggregate_rows.output)
 
     @task
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
-        return runs.quicksight_refreshes(run)
+        return tasks.quicksight_refreshes(run)
 
     refresh_quicksight_datasets = QuickSightCreateIngestionOperator.partial(
         task_id="refresh_quicksight_datasets", wait_for_completion=False, botocore_config=AWS_CLIENT_CONFIG,
@@ -126,7 +130,7 @@ def runtime_events_daily():
 
     @task
     def collect_query_costs(**context) -> dict:
-        return runs.collect_query_costs(context)
+        return costs.collect_query_costs(context)
 
     query_costs = collect_query_costs()
     record_query_costs = RuntimeEventsQueryOperator(
@@ -137,7 +141,7 @@ def runtime_events_daily():
     # -- teardown ------------------------------------------------------------------------------
     @task
     def clean_up(run: dict) -> dict:
-        return runs.clean_up(run)
+        return tasks.clean_up(run)
 
     (
         run

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from runtime_events import checks, publish, results, sql
+from runtime_events import checks, planning, publish, results, sql, tasks
 from runtime_events.embedded.engine import EmbeddedEngine
 from runtime_events.embedded.hook import EmbeddedAthenaHook
+from runtime_events.planning import RunPlan
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, EVENTS, TABLES
 
@@ -28,14 +29,14 @@ class Pipeline:
         self.settings = settings
         self.hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
 
-    def statement(self, name: str, run: dict | None, **extra) -> str:
+    def statement(self, name: str, run: RunPlan | None, **extra) -> str:
         text = sql.render(name, sql.sql_params(self.settings, run, extra))
         query_id = self.hook.run_query(text, {"Database": self.settings.database})
         if self.hook.poll_query_status(query_id) != "SUCCEEDED":
             raise RuntimeError(self.hook.get_state_change_reason(query_id))
         return query_id
 
-    def rows(self, name: str, run: dict, **extra) -> list[dict]:
+    def rows(self, name: str, run: RunPlan, **extra) -> list[dict]:
         query_id = self.statement(name, run, **extra)
         return list(results.iter_rows([self.hook.get_query_results(query_id, max_results=10**6)]))
 
@@ -43,21 +44,21 @@ class Pipeline:
     def lake(self) -> publish.Lake:
         return publish.Lake(self.settings)
 
-    def write(self, day: str, allow_shrink: bool = False) -> dict:
+    def write(self, day: str, allow_shrink: bool = False) -> RunPlan:
         """Stage and write a new version, but publish nothing (what a crash leaves behind)."""
-        run = sql.plan_window(self.settings, date.fromisoformat(day)) | {"allow_shrink": allow_shrink}
+        run = planning.plan_window(self.settings, date.fromisoformat(day), allow_shrink)
         publish.prepare_run(self.lake, run)
         self.statement("create_database.sql", run)
         for table in TABLES:
             self.statement(table.create_sql, run)
         self.statement("runtime_events_parquet/stage_alerts.sql", run)
-        batches = checks.audit_stage(self.rows("runtime_events_parquet/audit_stage.sql", run), run, self.settings)
+        batches = tasks.audit_stage(self.rows("runtime_events_parquet/audit_stage.sql", run), run, self.settings)
         self.statement("runtime_events_parquet/create_version.sql", run)
         for batch in batches:
             self.statement("runtime_events_parquet/write_batch.sql", run, **batch)
         return run
 
-    def run_day(self, day: str, allow_shrink: bool = False) -> dict:
+    def run_day(self, day: str, allow_shrink: bool = False) -> RunPlan:
         run = None
         lake = self.lake
         try:
@@ -66,12 +67,11 @@ class Pipeline:
             events = publish.publish(lake, EVENTS, run, audit["days_with_lines"],
                                      {(d, c): n for d, c, n in audit["rows"]})
             for table in AGGREGATES:
-                self.statement(table.build_sql, run)
+                self.statement("build_version.sql", run, table=table.name)
             counts = checks.count_aggregate_rows(
                 self.rows("count_aggregate_rows.sql", run, tables=[t.name for t in AGGREGATES]), run, self.settings)
             for table in AGGREGATES:
-                publish.publish(lake, table, run, events["days_rebuilt"],
-                                {(d,): n for d, n in counts.get(table.name, {}).items()})
+                publish.publish(lake, table, run, events["days_rebuilt"], tasks.version_rows(counts, table.name))
             self.statement("runtime_events_load_audit/record_run.sql", run)
         finally:
             publish.clean_up(lake, run)

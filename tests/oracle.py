@@ -27,6 +27,9 @@ _SAFE_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name",
            "description", "severity", "related_cves", "dt", "cluster_id"]
 
+# The ATT&CK reference file shipped with the package: the oracle reads it with pandas on its own.
+REFERENCE_FILE = Path(__file__).resolve().parent.parent / "plugins" / "runtime_events" / "reference" / "rule_attack_techniques.csv"
+
 _ASCII_WS = " \t\n\r\f\v"
 _ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
                   r"(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?")
@@ -252,8 +255,22 @@ def expected_tables(raw_dir, days: list[str]) -> dict[str, pd.DataFrame]:
     cve_rows = [{**r, "cve_id": c} for r in rows for c in r["related_cves"]]
     cve = _group(cve_rows, ["dt", "cluster_id", "cve_id"],
                  {"event_count": len, "distinct_pods": _pods})
+    techniques = attack_techniques()
+    by_rule: dict[str, list[dict]] = {}
+    for t in techniques.to_dict("records"):
+        by_rule.setdefault(t["rule_name"], []).append(t)
+    attack_rows = [{**r, "tactic": t["tactic"], "technique_id": t["technique_id"], "technique_name": t["technique_name"]}
+                   for r in rows for t in by_rule.get(r["rule_name"], [])]
+    rank = {"Unknown": 0, "Info": 1, "Low": 2, "Medium": 3, "High": 4, "Critical": 5}
+    attack = _group(attack_rows, ["dt", "cluster_id", "tactic", "technique_id", "technique_name"], {
+        "event_count": len, "distinct_pods": _pods,
+        "first_seen": lambda g: min(r["event_time"] for r in g),
+        "last_seen": lambda g: max(r["event_time"] for r in g),
+        "max_severity": lambda g: max((r["severity"] for r in g), key=rank.__getitem__)})
     return {
         "runtime_events_parquet": cur,
+        "rule_attack_techniques": techniques,
+        "daily_attack_counts": _finish(attack, ["event_count", "distinct_pods"], ["first_seen", "last_seen"]),
         "daily_rule_counts": _finish(rule, ["event_count", "distinct_pods", "distinct_containers"],
                                      ["first_seen", "last_seen"]),
         "daily_severity_counts": _finish(sev, ["event_count"]),
@@ -261,6 +278,13 @@ def expected_tables(raw_dir, days: list[str]) -> dict[str, pd.DataFrame]:
                                                 "distinct_rules"]),
         "daily_cve_counts": _finish(cve, ["event_count", "distinct_pods"]),
     }
+
+
+def attack_techniques() -> pd.DataFrame:
+    """The reference file as pandas reads it: every column text, no value missing."""
+    df = pd.read_csv(REFERENCE_FILE, dtype=str, keep_default_na=False)
+    assert list(df.columns) == ["rule_name", "tactic", "technique_id", "technique_name", "source"]
+    return df.astype(object)
 
 
 def expected_counts(raw_dir) -> pd.DataFrame:

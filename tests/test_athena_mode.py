@@ -41,7 +41,7 @@ import sqlglot
 from sqlglot import exp
 
 from airflow_env import airflow_env
-from runtime_events import runs
+from runtime_events import costs, tasks
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, PUBLISHED
 
@@ -820,6 +820,7 @@ def test_publish_replaces_the_earlier_version_and_deletes_only_inside_the_tables
     from datetime import datetime, timedelta, timezone
 
     from runtime_events import publish
+    from runtime_events.catalogue import GlueCatalogue
 
     earlier, now = athena_runs.partitions["earlier"], athena_runs.partitions["main"]
     assert set(earlier) - set(now) == {(DAY, "cluster-gone")}
@@ -916,10 +917,10 @@ def test_embedded_cost_table_matches_the_engines_statistics(athena_runs):
 
 
 def test_cost_of_a_query_follows_athenas_price():
-    assert runs.billed_bytes("DDL", 0) == 0
-    assert runs.billed_bytes("DML", 0) == 10 * 2**20
-    assert runs.billed_bytes("DML", 10 * 2**20 + 1) == 11 * 2**20
-    assert runs.billed_bytes("DDL", 5) == 10 * 2**20  # a CREATE TABLE AS that reads data is billed
+    assert costs.billed_bytes("DDL", 0) == 0
+    assert costs.billed_bytes("DML", 0) == 10 * 2**20
+    assert costs.billed_bytes("DML", 10 * 2**20 + 1) == 11 * 2**20
+    assert costs.billed_bytes("DDL", 5) == 10 * 2**20  # a CREATE TABLE AS that reads data is billed
 
 
 # -- 8: BI hand-off ---------------------------------------------------------------------------------
@@ -956,9 +957,9 @@ def test_no_quicksight_datasets_skips_the_refresh(athena_runs, monkeypatch):
     assert states == [("skipped",)]
     values = athena_settings(athena_runs.proxy)
     monkeypatch.setattr(runs, "airflow_lookup", lambda: lambda key: values.get(key.removeprefix("runtime_events_")))
-    assert runs.quicksight_refreshes({"run_token": "r20260301t000000_00000000"}) == []
+    assert tasks.quicksight_refreshes({"run_token": "r20260301t000000_00000000"}) == []
     values["quicksight_dataset_ids"] = "a, b"
-    assert [r["data_set_id"] for r in runs.quicksight_refreshes({"run_token": "r20260301t000000_00000000"})] == ["a", "b"]
+    assert [r["data_set_id"] for r in tasks.quicksight_refreshes({"run_token": "r20260301t000000_00000000"})] == ["a", "b"]
 
 
 # -- 9: the command line on Athena ------------------------------------------------------------------
@@ -989,6 +990,7 @@ def test_cli_query_prints_only_the_result_on_stdout(cli_query):
 # -- Glue and S3 clients retry throttling too ---------------------------------------------------------
 def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
     from runtime_events import publish
+    from runtime_events.catalogue import GlueCatalogue
 
     proxy, _, _ = aws
     for key, value in aws_env(proxy).items():
@@ -997,5 +999,5 @@ def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
     settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
     from runtime_events.storage import S3Storage
 
-    for client in (publish.GlueCatalogue(settings).client, S3Storage(settings.aws_conn_id).hook.get_conn()):
+    for client in (GlueCatalogue(settings).client, S3Storage(settings.aws_conn_id).hook.get_conn()):
         assert retries(client.meta.config) == ("standard", 11), client.meta.service_model.service_name

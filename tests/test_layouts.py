@@ -33,7 +33,7 @@ def test_dated_layout_gives_the_contract_tables(tmp_path, layout):
     pipeline = Pipeline(make_settings(tmp_path, raw_layout=layout))
     day = START + timedelta(days=4)
     run = pipeline.run_day(day.isoformat())
-    expected = oracle.expected_tables(tmp_path / "raw", run["days"])
+    expected = oracle.expected_tables(tmp_path / "raw", run.day_strings)
     for name in TABLES:
         got = pipeline.table(name)
         assert oracle.canonical(got[list(expected[name].columns)]).equals(oracle.canonical(expected[name])), name

@@ -10,6 +10,7 @@ the real console script.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import oracle
 from alert_fixtures import write_nasty_alerts
 from local_pipeline import Pipeline, make_settings
 from runtime_events import checks, publish
+from runtime_events.catalogue import EmbeddedCatalogue
 from runtime_events.embedded.engine import EmbeddedEngine
 from runtime_events.ledger import Ledger
 from runtime_events.settings import SettingsError
@@ -148,7 +150,7 @@ def test_publishing_a_finished_run_again_is_refused(loaded):
     run = pipeline.run_day(DAYS[-1])  # finished and cleaned up
     audit = {"days_with_lines": DAYS, "rows": []}
     with pytest.raises(publish.PublishError, match="has finished"):
-        publish.publish(pipeline.lake, publish.table_named("runtime_events_parquet"), run | {"allow_shrink": True},
+        publish.publish(pipeline.lake, publish.table_named("runtime_events_parquet"), dataclasses.replace(run, allow_shrink=True),
                         audit["days_with_lines"])
     assert_intact(pipeline, before)
 
@@ -199,7 +201,7 @@ def test_versions_rollback_and_forward_through_the_command_line(loaded):
     extra = tmp / "raw" / "late.json"
     extra.write_text(json.dumps({"evt.time": f"{DAYS[1]}T12:00:00Z", "cluster_id": "late-cluster",
                                  "rule_name": "Logs Removal", "severity": "High"}) + "\n")
-    second = pipeline.run_day(DAYS[-1])["run_token"]
+    second = pipeline.run_day(DAYS[-1]).run_token
     grown = snapshot(pipeline)
     listed = cli(tmp, "versions", "daily_rule_counts", "--dt", DAYS[1], "--format", "json")
     assert listed.returncode == 0, listed.stderr
@@ -361,7 +363,7 @@ def test_ledger_records_are_one_object_each_and_never_overwritten(loaded):
     after = {p: p.read_bytes() for p in (tmp / "curated" / "_ledger" / "tables").rglob("*.json")}
     assert all(after[p] == content for p, content in before.items())
     assert len(after) > len(before)
-    assert ledger.history("runtime_events_parquet").latest() == publish.EmbeddedCatalogue(
+    assert ledger.history("runtime_events_parquet").latest() == EmbeddedCatalogue(
         pipeline.settings).partitions("runtime_events_parquet")
 
 

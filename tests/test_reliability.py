@@ -14,7 +14,7 @@ import pytest
 import oracle
 from alert_fixtures import write_nasty_alerts
 from local_pipeline import Pipeline, make_settings
-from runtime_events import checks, publish
+from runtime_events import checks, planning, publish
 from runtime_events.embedded.engine import EmbeddedEngine
 from runtime_events.tables import AGGREGATES
 
@@ -74,8 +74,8 @@ def test_a_run_that_died_before_publishing_is_invisible_and_cleaned_up(loaded):
     crashed = pipeline.write(DAYS[-1])  # staged and written, never published, no teardown
     during = snapshot(pipeline)
     assert all(during[t].equals(before[t]) for t in TABLES)
-    stage = tmp / "curated" / "runtime_events_parquet" / "_stage" / crashed["run_token"]
-    version = tmp / "curated" / "runtime_events_parquet" / crashed["run_token"]
+    stage = tmp / "curated" / "runtime_events_parquet" / "_stage" / crashed.run_token
+    version = tmp / "curated" / "runtime_events_parquet" / crashed.run_token
     assert stage.is_dir() and version.is_dir()
 
     pipeline.run_day(DAYS[-1])  # the next run completes normally
@@ -84,10 +84,10 @@ def test_a_run_that_died_before_publishing_is_invisible_and_cleaned_up(loaded):
         assert after[table].equals(before[table]), table
 
     # the dead run's work is swept once it is old enough that it cannot still be running
-    publish.clean_up(pipeline.lake, None, now=datetime.now(timezone.utc) + publish.ORPHAN_AGE + timedelta(minutes=1))
+    publish.clean_up(pipeline.lake, None, now=datetime.now(timezone.utc) + planning.STALE_AFTER + timedelta(minutes=1))
     assert not stage.exists() and not version.exists()
     leftovers = [t for t in EmbeddedEngine(tmp / "curated" / "_catalog").metastore.list_tables("runtime_security")
-                 if crashed["run_token"] in t]
+                 if crashed.run_token in t]
     assert leftovers == []
     for table in TABLES:
         assert snapshot(pipeline)[table].equals(before[table]), table
@@ -97,7 +97,7 @@ def test_a_recent_run_in_progress_is_not_swept(loaded):
     tmp, pipeline = loaded
     in_progress = pipeline.write(DAYS[-1])
     publish.clean_up(pipeline.lake, None)
-    assert (tmp / "curated" / "runtime_events_parquet" / "_stage" / in_progress["run_token"]).is_dir()
+    assert (tmp / "curated" / "runtime_events_parquet" / "_stage" / in_progress.run_token).is_dir()
 
 
 def test_late_alerts_within_lookback_are_in_the_next_run(tmp_path):

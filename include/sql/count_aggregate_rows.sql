@@ -1,10 +1,15 @@
--- Rows per day of each aggregate's new version, recorded with the version when it is published
--- (runtime-events versions shows them). Counting Parquet rows reads only the files' footers.
-{%- for table in params.tables %}
+-- Rows per partition of each aggregate's new version, recorded with the version when it is
+-- published (runtime-events versions shows them). A partition's values are given as a JSON array
+-- in the order of the table's keys. Counting Parquet rows reads only the files' footers.
+{%- for name in params.tables %}
+{%- set version = params.versions[name] %}
 {% if not loop.first %}
 UNION ALL
 {% endif %}
-SELECT '{{ table }}' AS table_name, dt, count(*) AS row_count
-FROM {{ params.database }}.{{ table }}_{{ params.run_token }}
-GROUP BY dt
+SELECT
+    '{{ name }}' AS table_name,
+    json_format(CAST(ARRAY[{{ version.partition_keys | join(", ") }}] AS JSON)) AS partition_values,
+    count(*) AS row_count
+FROM {{ version.table }}
+GROUP BY {{ version.partition_keys | join(", ") }}
 {%- endfor %}

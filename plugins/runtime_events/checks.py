@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 
-from runtime_events.partitions import MAX_WRITE_PARTITIONS
+from runtime_events.planning import RunPlan
 from runtime_events.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,10 @@ class DataQualityError(Exception):
     pass
 
 
-def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
+def audit_stage(rows: list[dict], run: RunPlan, settings: Settings) -> None:
     """Account for every scanned line and enforce ``reject_threshold`` over all of them, over
     each window day's and over each raw file's (days and files of at least
-    ``MIN_LINES_JUDGED`` lines); returns the write batches (:func:`plan_write_batches`)."""
+    ``MIN_LINES_JUDGED`` lines)."""
     partition_rows = [r for r in rows if r["grain"] == "partition"]
     file_rows = [r for r in rows if r["grain"] == "file"]
     scanned = sum(r["line_count"] for r in partition_rows)
@@ -41,7 +41,7 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
     over = []
     if scanned and rejected / scanned > threshold:
         over.append(f"{rejected} of {scanned} alert lines ({rejected / scanned:.1%})")
-    for day in run["days"]:
+    for day in run.day_strings:
         day_rows = [r for r in partition_rows if r["scope"] == "window" and r["dt"] == day]
         lines = sum(r["line_count"] for r in day_rows)
         valid = sum(r["line_count"] for r in day_rows if r["reject_reason"] is None)
@@ -60,7 +60,7 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
         by_scope[r["scope"]] += r["line_count"]
     log.info("scanned %d lines in %d files: %d in the window %s..%s, %d of other days, %d rejected "
              "with no known day; rejected in all: %d %s", scanned, len(file_rows), by_scope["window"],
-             run["dt_from"], run["dt_to"], by_scope["other_days"], by_scope["unknown_day"], rejected,
+             run.dt_from, run.dt_to, by_scope["other_days"], by_scope["unknown_day"], rejected,
              dict(reasons) or "")
     if not scanned:
         log.warning("the run scanned no alert line at all: every published day of the window is kept. If "
@@ -77,25 +77,9 @@ def audit_stage(rows: list[dict], run: dict, settings: Settings) -> list[dict]:
             + f". Files: {named}" + (f" and {more} more" if more > 0 else "")
             + ". Nothing was published; the previous partitions are intact."
         )
-    return plan_write_batches(partition_rows)
 
 
-def plan_write_batches(rows: list[dict]) -> list[dict]:
-    """The window's (dt, cluster_id) partitions of valid alerts, in that order, cut into batches
-    of at most ``MAX_WRITE_PARTITIONS`` (Athena's limit for one write): each batch is the range
-    from its first to its last partition. At least one batch, so that the write task always runs."""
-    partitions = sorted({(r["dt"], r["cluster_id"]) for r in rows
-                         if r["scope"] == "window" and r["reject_reason"] is None and r["cluster_id"] is not None})
-    batches = []
-    for number, start in enumerate(range(0, len(partitions), MAX_WRITE_PARTITIONS)):
-        chunk = partitions[start:start + MAX_WRITE_PARTITIONS]
-        batches.append({"batch": number, "partitions": {
-            "first_dt": chunk[0][0], "first_cluster_id": chunk[0][1],
-            "last_dt": chunk[-1][0], "last_cluster_id": chunk[-1][1]}})
-    return batches or [{"batch": 0, "partitions": None}]
-
-
-def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:
+def audit_version(rows: list[dict], run: RunPlan, settings: Settings) -> dict:
     """The new curated partitions hold exactly one row per distinct valid alert, with unique ids,
     required columns, known severities and the right day; and, in a day the run has lines for, no
     partition holds fewer rows than the published one unless the run allows it (``allow_shrink``).
@@ -132,7 +116,7 @@ def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:
                              + ", ".join(f"cluster_id={r['cluster_id']} ({r['published_rows']} -> {r['written_rows']})"
                                          for r in parts[:5]) + (", ..." if len(parts) > 5 else ""))
         message = "; ".join(described)
-        if not run.get("allow_shrink"):
+        if not run.allow_shrink:
             raise DataQualityError(
                 f"the rebuild would publish fewer alerts than are published: {message}. Nothing was "
                 "published. If raw files are missing (expired, moved, a wrong raw_location), restore "
@@ -142,13 +126,14 @@ def audit_version(rows: list[dict], run: dict, settings: Settings) -> dict:
                "rows": [[r["dt"], r["cluster_id"], r["written_rows"]] for r in partitions if r["written_rows"]]}
     log.info("audit passed: rows per day %s; days without lines (kept as published): %s",
              {d: sum(r[2] for r in summary["rows"] if r[0] == d) for d in days_with_lines},
-             sorted(set(run["days"]) - set(days_with_lines)) or "none")
+             sorted(set(run.day_strings) - set(days_with_lines)) or "none")
     return summary
 
 
-def count_aggregate_rows(rows: list[dict], run: dict, settings: Settings) -> dict:
-    """Rows per day of each aggregate's new version, for the ledger: ``{table: {dt: rows}}``."""
+def count_aggregate_rows(rows: list[dict], run: RunPlan, settings: Settings) -> dict:
+    """Rows per partition of each aggregate's new version, for the ledger:
+    ``{table: {partition values as a JSON array: rows}}``."""
     counts: dict = defaultdict(dict)
     for r in rows:
-        counts[r["table_name"]][r["dt"]] = r["row_count"]
+        counts[r["table_name"]][r["partition_values"]] = r["row_count"]
     return dict(counts)

@@ -81,9 +81,9 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _hook(settings: Settings):
-    from runtime_events.engines import query_hook
+    from runtime_events.engines import backend
 
-    return query_hook(settings, log_query=False, aws_conn_id=settings.aws_conn_id)
+    return backend(settings).query_hook(log_query=False)
 
 
 def _run_statement(hook, settings: Settings, text: str) -> str | None:
@@ -185,14 +185,9 @@ def _repair(args: argparse.Namespace, settings: Settings) -> int:
         lake = publish.Lake(settings)
         table = publish.table_named(args.table)
         lake.ledger.claim()
-        if not settings.is_athena:
-            from runtime_events.embedded.metastore import CatalogError
-
-            try:
-                lake.catalogue.definition(table.name)
-            except CatalogError as exc:
-                aside = lake.catalogue.metastore.set_aside(settings.database, table.name)
-                print(f"{exc}\nmoved the damaged file aside: {aside}", file=sys.stderr)
+        aside = lake.catalogue.set_aside_damaged(table.name)
+        if aside:
+            print(f"the catalogue file of {table.name} could not be read: moved aside to {aside}", file=sys.stderr)
         hook = _hook(settings)
         for name in ("create_database.sql", table.create_sql):
             if _run_statement(hook, settings, sql.render(name, sql.sql_params(settings, None))) is None:
@@ -282,15 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         args.layout = args.layout or settings.raw_layout
         return _generate(args, settings)
-    from runtime_events.engines import EngineUnavailable
+    from runtime_events.engines import EngineUnavailable, backend
     from runtime_events.ledger import LedgerError
     from runtime_events.publish import PublishError
 
     refusals: tuple = (SettingsError, PublishError, LedgerError, EngineUnavailable)
-    if not settings.is_athena:
-        from runtime_events.embedded.metastore import CatalogError
-
-        refusals += (CatalogError,)
+    try:
+        refusals += backend(settings).refusals
+    except EngineUnavailable as exc:
+        print(f"runtime-events: {exc}", file=sys.stderr)
+        return 2
     commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair}
     try:
         return commands[args.command](args, settings)

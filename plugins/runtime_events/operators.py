@@ -25,13 +25,11 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from runtime_events import engines, results
 from runtime_events.checks import DataQualityError
 from runtime_events.compat import AirflowException, AirflowFailException
+from runtime_events.engines import AWS_CLIENT_CONFIG
+from runtime_events.planning import RunPlan
 from runtime_events.settings import Settings, airflow_lookup
 from runtime_events.sql import sql_params
 
-# Athena answers bursts of StartQueryExecution with TooManyRequestsException, Glue and S3 with
-# their own throttling errors: botocore's standard mode retries them (and 5xx and dropped
-# connections) with exponential backoff and jitter: 10 retries, where botocore's default makes 2-4.
-AWS_CLIENT_CONFIG = {"retries": {"mode": "standard", "max_attempts": 10}}
 QUERY_STATISTICS = "query_statistics"
 
 
@@ -73,16 +71,18 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         self.output_location = settings.athena_output_location or None
         self.result_configuration = settings.result_configuration()
         self.aws_conn_id = settings.aws_conn_id
-        self.deferrable = settings.deferrable and settings.is_athena
+        self.deferrable = settings.deferrable and self.backend.on_aws
         rest = [f for f in template_fields if f not in first and f not in (
             "database", "workgroup", "output_location", "aws_conn_id")]
         super()._do_render_template_fields(parent, rest, sql_context, jinja_env, seen_oids)
 
     @cached_property
+    def backend(self) -> engines.Backend:
+        return engines.backend(self.settings)
+
+    @cached_property
     def hook(self) -> AthenaHook:
-        if self.settings.is_athena:
-            return AthenaHook(**self._hook_parameters)
-        return engines.query_hook(self.settings, log_query=self.log_query)
+        return self.backend.query_hook(**{"log_query": self.log_query, **self._hook_parameters})
 
     def execute(self, context) -> str:
         query_execution_id = super().execute(context)
@@ -119,7 +119,7 @@ class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
     """Run a query, read its rows and pass them to ``check(rows, run, settings)``; what the check
     returns is the task's XCom, what it raises fails the task."""
 
-    def __init__(self, *, check: Callable[[list[dict], dict, Settings], Any], **kwargs) -> None:
+    def __init__(self, *, check: Callable[[list[dict], RunPlan, Settings], Any], **kwargs) -> None:
         super().__init__(**kwargs)
         self.check = check
 
@@ -132,7 +132,7 @@ class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
     def _check(self, query_execution_id: str) -> Any:
         rows = list(results.iter_rows(self._pages(query_execution_id)))
         try:
-            return self.check(rows, self.run, self.settings)
+            return self.check(rows, RunPlan.of(self.run), self.settings)
         except DataQualityError as exc:
             # The same rows fail the same way: no retries, the run fails now with the reason.
             raise AirflowFailException(str(exc)) from exc

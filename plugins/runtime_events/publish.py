@@ -15,180 +15,49 @@ inside that table's own folder. Whatever the ledger does not name is reported, n
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
 
+from runtime_events import engines, reference
+from runtime_events.catalogue import Catalogue, Values
 from runtime_events.ledger import Ledger, TableHistory
 from runtime_events.partitions import partition_path
+from runtime_events.planning import RunPlan, is_stale, token_of_work_table
 from runtime_events.settings import Settings
-from runtime_events.storage import Storage, delete_inside, is_inside, storage_for
-from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW_EVENTS, RAW_LINES, Table
+from runtime_events.storage import Storage, delete_inside
+from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW, REFERENCE, TABLES, Table
 
 log = logging.getLogger(__name__)
-
-Values = tuple[str | None, ...]
-_TOKEN = re.compile(r"^r([0-9]{8}t[0-9]{6})_[0-9a-f]{8}$")
-# The work of a run that died is removed once it is this old and nothing published refers to it.
-ORPHAN_AGE = timedelta(hours=6)
 
 
 class PublishError(Exception):
     """A publish, rollback or repair refused: retrying does not change the answer."""
 
 
-class GlueRefused(Exception):
-    """Glue answered a partition change with errors (a concurrent change, throttling): retried."""
-
-
-class Catalogue(Protocol):
-    def partitions(self, table: str) -> dict[Values, str]: ...
-    def replace_partitions(self, table: str, new: dict[Values, str], drop: list[Values]) -> dict[Values, str]: ...
-    def drop_table(self, table: str) -> None: ...
-    def tables(self) -> list[str]: ...
-    def definition(self, table: str) -> dict | None: ...
-
-
-# -- the embedded engine's side ---------------------------------------------------------------
-class EmbeddedCatalogue:
-    def __init__(self, settings: Settings) -> None:
-        from runtime_events.embedded.metastore import Metastore
-
-        self.database = settings.database
-        self.metastore = Metastore(Path(settings.curated_location) / "_catalog")
-
-    def partitions(self, table: str) -> dict[Values, str]:
-        if not self.metastore.table_exists(self.database, table):
-            return {}
-        info = self.metastore.get_table(self.database, table)  # a damaged file raises, naming it
-        return {p.values: p.location for p in info.partitions}
-
-    def replace_partitions(self, table: str, new: dict[Values, str], drop: list[Values]) -> dict[Values, str]:
-        return self.metastore.update_partitions(self.database, table, add=new, drop=drop, if_not_exists=False)
-
-    def drop_table(self, table: str) -> None:
-        self.metastore.drop_table(self.database, table, if_exists=True)
-
-    def tables(self) -> list[str]:
-        return self.metastore.list_tables(self.database)
-
-    def definition(self, table: str) -> dict | None:
-        if not self.metastore.table_exists(self.database, table):
-            return None
-        info = self.metastore.get_table(self.database, table)
-        return {"location": info.location, "parameters": info.properties,
-                "partition_keys": [k for k, _ in info.partition_keys]}
-
-
-# -- AWS: Glue through the Amazon provider's hook ---------------------------------------------
-class GlueCatalogue:
-    def __init__(self, settings: Settings) -> None:
-        from airflow.providers.amazon.aws.hooks.glue_catalog import GlueCatalogHook
-
-        from runtime_events.operators import AWS_CLIENT_CONFIG
-
-        self.database = settings.database
-        self.client = GlueCatalogHook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG).get_conn()
-
-    def partitions(self, table: str) -> dict[Values, str]:
-        found: dict[Values, str] = {}
-        try:
-            for page in self.client.get_paginator("get_partitions").paginate(
-                DatabaseName=self.database, TableName=table
-            ):
-                for p in page["Partitions"]:
-                    found[tuple(p["Values"])] = p["StorageDescriptor"]["Location"]
-        except self.client.exceptions.EntityNotFoundException:
-            return {}
-        return found
-
-    def replace_partitions(self, table: str, new: dict[Values, str], drop: list[Values]) -> dict[Values, str]:
-        current = self.partitions(table)
-        glue_table = self.client.get_table(DatabaseName=self.database, Name=table)["Table"]
-        keys = [k["Name"] for k in glue_table.get("PartitionKeys", [])]
-        for values in [*new, *drop]:
-            if len(values) != len(keys):
-                raise PublishError(f"partition {list(values)} does not match the keys {keys} of table {table}")
-        descriptor = glue_table["StorageDescriptor"]
-
-        def partition_input(values: Values, location: str) -> dict:
-            return {"Values": list(values), "StorageDescriptor": {**descriptor, "Location": location}}
-
-        creates = [partition_input(v, loc) for v, loc in new.items() if v not in current]
-        updates = [{"PartitionValueList": list(v), "PartitionInput": partition_input(v, loc)}
-                   for v, loc in new.items() if v in current and current[v] != loc]
-        deletes = [{"Values": list(v)} for v in drop if v in current]
-        for i in range(0, len(creates), 100):
-            self._check(self.client.batch_create_partition(
-                DatabaseName=self.database, TableName=table, PartitionInputList=creates[i:i + 100]))
-        for i in range(0, len(updates), 100):
-            self._check(self.client.batch_update_partition(
-                DatabaseName=self.database, TableName=table, Entries=updates[i:i + 100]))
-        for i in range(0, len(deletes), 25):
-            self._check(self.client.batch_delete_partition(
-                DatabaseName=self.database, TableName=table, PartitionsToDelete=deletes[i:i + 25]))
-        replaced = {v: current[v] for v in new if v in current and current[v] != new[v]}
-        replaced |= {v: current[v] for v in drop if v in current}
-        return replaced
-
-    def drop_table(self, table: str) -> None:
-        try:
-            self.client.delete_table(DatabaseName=self.database, Name=table)
-        except self.client.exceptions.EntityNotFoundException:
-            pass
-
-    def tables(self) -> list[str]:
-        names = []
-        for page in self.client.get_paginator("get_tables").paginate(DatabaseName=self.database):
-            names.extend(t["Name"] for t in page["TableList"])
-        return names
-
-    def definition(self, table: str) -> dict | None:
-        try:
-            found = self.client.get_table(DatabaseName=self.database, Name=table)["Table"]
-        except self.client.exceptions.EntityNotFoundException:
-            return None
-        return {"location": found["StorageDescriptor"].get("Location"), "parameters": found.get("Parameters", {}),
-                "partition_keys": [k["Name"] for k in found.get("PartitionKeys", [])]}
-
-    @staticmethod
-    def _check(response: dict) -> None:
-        errors = response.get("Errors") or []
-        if errors:
-            raise GlueRefused(f"Glue refused partition changes: {errors[:3]}")
-
-
-def catalogue_for(settings: Settings) -> Catalogue:
-    return GlueCatalogue(settings) if settings.is_athena else EmbeddedCatalogue(settings)
-
-
 class Lake:
     """The catalogue, the storage and the ledger of one configuration, made once."""
 
     def __init__(self, settings: Settings, catalogue: Catalogue | None = None, storage: Storage | None = None) -> None:
+        parts = engines.backend(settings)
         self.settings = settings
-        self.catalogue = catalogue or catalogue_for(settings)
-        self.storage = storage or storage_for(settings)
+        self.catalogue = catalogue or parts.catalogue
+        self.storage = storage or parts.storage
         self.ledger = Ledger(settings, self.storage)
 
 
 # -- before a run -------------------------------------------------------------------------------
-def version_table(table: Table, run_token: str) -> str:
-    return f"{table.name}_{run_token}"
-
-
-def run_folders(settings: Settings, run_token: str) -> list[dict]:
+def run_folders(settings: Settings, plan: RunPlan) -> list[dict]:
     """The folders a run creates: its stage, and a version folder per published table."""
-    stage = {"table": EVENTS.name, "kind": "stage",
-             "location": f"{settings.table_location(EVENTS.name)}_stage/{run_token}/"}
-    return [stage] + [{"table": t.name, "kind": "version", "location": f"{settings.table_location(t.name)}{run_token}/"}
-                      for t in PUBLISHED]
+    work = plan.work(settings)
+    return [{"table": EVENTS.name, "kind": "stage", "location": work["stage"]["location"]}] + [
+        {"table": name, "kind": "version", "location": version["location"]}
+        for name, version in work["versions"].items()]
 
 
-def prepare_run(lake: Lake, run: dict) -> None:
+def prepare_run(lake: Lake, plan: RunPlan) -> None:
     """Before a run writes anything: the curated root is this database's, the raw location is
-    there, the raw tables follow the raw settings, and the run's folders are on record."""
+    there, the raw tables follow the raw settings, the reference files are in place, and the
+    run's folders are on record."""
     settings = lake.settings
     lake.ledger.claim()
     lake.ledger.check_location()
@@ -197,7 +66,24 @@ def prepare_run(lake: Lake, run: dict) -> None:
         # External tables: dropping one changes the catalogue only, never the alert files.
         log.info("table %s no longer matches raw_location/raw_layout: re-created by create_tables", table)
         lake.catalogue.drop_table(table)
-    lake.ledger.start_run(run["run_token"], run_folders(settings, run["run_token"]))
+    place_reference_files(lake)
+    lake.ledger.start_run(plan.run_token, run_folders(settings, plan))
+
+
+def place_reference_files(lake: Lake) -> None:
+    """Write each reference table's file (shipped with the package) into the table's folder,
+    as JSON lines, when it differs from what is there: the file is the package's own, replaced
+    whole, and nothing else in the folder is touched."""
+    for table in REFERENCE:
+        location = reference_file_location(lake.settings, table)
+        text = reference.json_lines(table.name)
+        if lake.storage.read_text(location) != text:
+            lake.storage.write_text(location, text)
+            log.info("reference table %s: %s written (%d rows)", table.name, location, text.count("\n"))
+
+
+def reference_file_location(settings: Settings, table: Table) -> str:
+    return f"{settings.table_location(table.name)}{table.name}.json"
 
 
 def check_raw_location(lake: Lake) -> None:
@@ -226,49 +112,59 @@ def drifted_raw_tables(lake: Lake) -> list[str]:
     """The raw tables whose location or layout differ from the settings (changed since created)."""
     settings = lake.settings
     drifted = []
-    for table in (RAW_EVENTS, RAW_LINES):
+    for table in RAW:
         found = lake.catalogue.definition(table.name)
         if found is None:
             continue
         location = (found["location"] or "").rstrip("/") + "/"
         template = found["parameters"].get("storage.location.template")
         wants_template = None if settings.raw_layout == "flat" else settings.raw_location + "${arrival_date}/"
-        if location != settings.raw_location or (table is RAW_LINES and template != wants_template):
+        if location != settings.raw_location or (table.name == "runtime_events_lines" and template != wants_template):
             drifted.append(table.name)
     return drifted
 
 
 # -- publish ------------------------------------------------------------------------------------
-def publish(lake: Lake, table: Table, run: dict, days: list[str], rows: dict[Values, int] | None = None) -> dict:
+def publish(lake: Lake, table: Table, run: RunPlan, days: list[str], rows: dict[Values, int] | None = None) -> dict:
     """Point ``table``'s partitions of ``days`` (the window days the run has lines for) and of
     window days never published at the run's version, in one catalogue change recorded in the
     ledger. Partitions the ledger knows but the catalogue lost (a dropped table) are re-attached
-    in the same change. Nothing is deleted here."""
-    catalogue, ledger, token = lake.catalogue, lake.ledger, run["run_token"]
+    in the same change. Nothing is deleted here.
+
+    Driven by the table's declared partition keys: a partition of a rebuilt day that the new
+    version does not have is dropped (only when the run allows shrinking); a table partitioned
+    by ``dt`` alone gets an empty partition for a rebuilt day without rows (BI sees zero, not a
+    gap), where a table with more keys has no partition to give."""
+    catalogue, ledger, token = lake.catalogue, lake.ledger, run.run_token
+    version = run.version_table(table.name)
     record = ledger.run(token)
-    if record is None or record.get("finished_at") or catalogue.definition(version_table(table, token)) is None:
+    if record is None or record.get("finished_at") or catalogue.definition(version) is None:
         raise PublishError(
             f"run {token} has finished or its version of {table.name} is gone (its clean-up ran): "
             "publishing it again would drop its days. Start a new run of the day instead.")
+    declared = (catalogue.definition(table.name) or {}).get("partition_keys")
+    if declared is not None and tuple(declared) != table.partition_keys:
+        raise PublishError(f"table {table.name} is partitioned by {declared} in the catalogue, not by "
+                           f"{list(table.partition_keys)} as the project declares: was it created by hand?")
+    day_of = table.day_of
     history = ledger.history(table.name)
     recorded = history.latest()
     current = catalogue.partitions(table.name)
-    published_days = {v[0] for v in current} | {v[0] for v in recorded}
-    rebuild = set(days) | {d for d in run["days"] if d not in published_days}
-    new = {v: loc for v, loc in catalogue.partitions(version_table(table, token)).items() if v[0] in rebuild}
+    published_days = {day_of(v) for v in current} | {day_of(v) for v in recorded}
+    rebuild = set(days) | {d for d in run.day_strings if d not in published_days}
+    new = {v: loc for v, loc in catalogue.partitions(version).items() if day_of(v) in rebuild}
     if table.partition_keys == ("dt",):
-        # A rebuilt day without alerts still gets its (empty) partition: BI sees zero, not a gap.
-        version_root = f"{lake.settings.table_location(table.name)}{token}/"
+        version_root = lake.settings.table_location(table.name) + token + "/"
         for day in sorted(rebuild):
             new.setdefault((day,), version_root + partition_path(["dt"], (day,)))
     for values in new:
         if len(values) != len(table.partition_keys):
             raise PublishError(f"partition {list(values)} does not match the keys {table.partition_keys} of {table.name}")
-    drop = [v for v in current if v[0] in rebuild and v not in new]
-    if drop and not run.get("allow_shrink"):
+    drop = [v for v in current if day_of(v) in rebuild and v not in new]
+    if drop and not run.allow_shrink:
         raise PublishError(f"publishing would drop {len(drop)} partitions of {table.name} ({drop[:3]}...) "
                            "and the run does not allow it (allow_shrink)")
-    reattach = {v: loc for v, loc in recorded.items() if v not in current and v[0] not in rebuild}
+    reattach = {v: loc for v, loc in recorded.items() if v not in current and day_of(v) not in rebuild}
     rows = rows or {}
     changes = [{"values": v, "location": loc, "previous": current.get(v), "rows": rows.get(v, 0)}
                for v, loc in sorted(new.items(), key=_order)]
@@ -283,7 +179,7 @@ def publish(lake: Lake, table: Table, run: dict, days: list[str], rows: dict[Val
     catalogue.replace_partitions(table.name, {**new, **reattach}, drop)
     summary = {"table": table.name, "days_rebuilt": sorted(rebuild), "partitions_published": len(new),
                "partitions_dropped": len(drop), "partitions_reattached": len(reattach),
-               "days_kept": sorted(set(run["days"]) - rebuild)}
+               "days_kept": sorted(set(run.day_strings) - rebuild)}
     log.info("published %s", summary)
     return summary
 
@@ -293,37 +189,41 @@ def _order(item: tuple) -> tuple:
 
 
 # -- clean up -------------------------------------------------------------------------------
-def clean_up(lake: Lake, run: dict | None, now: datetime | None = None) -> dict:
+def clean_up(lake: Lake, run: RunPlan | None, now: datetime | None = None,
+             extra_tables: tuple[Table, ...] = ()) -> dict:
     """Drop the run's work tables; delete its stage and what of its versions was never
     published; sweep the work of runs that died long ago; delete versions replaced at least
     ``retention_days`` ago. Every delete is of a folder the ledger names, inside its table's
-    folder, and never of one the catalogue points into."""
+    folder, and never of one the catalogue points into. ``extra_tables``: published tables
+    beyond the catalogue's (tests of the publish mechanism)."""
     settings, catalogue, storage, ledger = lake.settings, lake.catalogue, lake.storage, lake.ledger
+    tables = (*PUBLISHED, *extra_tables)
     now = now or datetime.now(timezone.utc)
-    token = run["run_token"] if run else None
+    token = run.run_token if run else None
     tables_dropped = files_deleted = 0
     for name in catalogue.tables():
-        owner = _token_of(name)
-        if owner and (owner == token or _older_than(owner, now, ORPHAN_AGE)):
+        owner = token_of_work_table(name)
+        if owner and (owner == token or is_stale(owner, now)):
             catalogue.drop_table(name)
             tables_dropped += 1
-    histories = {t.name: ledger.history(t.name) for t in PUBLISHED}
-    referenced = {t.name: _resolve_all(storage, catalogue.partitions(t.name).values()) for t in PUBLISHED}
+    histories = {t.name: ledger.history(t.name) for t in tables}
+    referenced = {t.name: _resolve_all(storage, catalogue.partitions(t.name).values()) for t in tables}
     runs = ledger.runs(unfinished_only=True)
     for record in runs:
         mine = record["run_token"] == token
-        stale = not record.get("finished_at") and _older_than(record["run_token"], now, ORPHAN_AGE)
+        stale = not record.get("finished_at") and is_stale(record["run_token"], now)
         if not (mine or stale):
             continue
         for folder in record["folders"]:
             root = settings.table_location(folder["table"])
-            if folder["kind"] == "version" and _in_use(storage, folder["location"], histories.get(folder["table"]),
-                                                       referenced.get(folder["table"], [])):
+            if folder["kind"] == "version" and (
+                    folder["table"] not in histories  # a table this clean-up does not know: kept
+                    or _in_use(storage, folder["location"], histories[folder["table"]], referenced[folder["table"]])):
                 continue  # published: its partitions leave by retention, one by one
             files_deleted += delete_inside(storage, folder["location"], root)
         ledger.finish_run(record["run_token"])
     retention = timedelta(days=settings.retention_days)
-    for table in PUBLISHED:
+    for table in tables:
         root = settings.table_location(table.name)
         deleted = []
         for location, replaced_at in sorted(histories[table.name].superseded().items()):
@@ -335,7 +235,7 @@ def clean_up(lake: Lake, run: dict | None, now: datetime | None = None) -> dict:
             deleted.append(location)
         if deleted:
             ledger.record(table.name, "delete", token or "cleanup", deleted=deleted)
-    _report_unrecorded(lake, runs, histories, referenced)
+    _report_unrecorded(lake, tables, runs, histories, referenced)
     summary = {"tables_dropped": tables_dropped, "files_deleted": files_deleted}
     log.info("cleaned up %s", summary)
     return summary
@@ -363,10 +263,11 @@ def _resolved(storage: Storage, location: str) -> str:
         return location
 
 
-def _report_unrecorded(lake: Lake, runs: list[dict], histories: dict, referenced: dict) -> None:
+def _report_unrecorded(lake: Lake, tables: tuple[Table, ...], runs: list[dict], histories: dict,
+                       referenced: dict) -> None:
     storage = lake.storage
     known = _resolve_all(storage, (f["location"] for r in runs for f in r["folders"]))
-    for table in PUBLISHED:
+    for table in tables:
         history = histories[table.name]
         recorded = _resolve_all(storage, [v.location for h in history.versions.values() for v in h if v.location]
                                 + list(history.replaced)) + referenced[table.name] + known
@@ -375,19 +276,6 @@ def _report_unrecorded(lake: Lake, runs: list[dict], histories: dict, referenced
             if not name.startswith(("_", ".")) and not _overlaps_any(_resolved(storage, folder), recorded):
                 log.warning("%s is not in the ledger of table %s: left alone (the project deletes only "
                             "what it recorded)", folder, table.name)
-
-
-def _token_of(table_name: str) -> str | None:
-    match = re.search(r"_(r[0-9]{8}t[0-9]{6}_[0-9a-f]{8})$", table_name)
-    return match.group(1) if match else None
-
-
-def _older_than(token: str, now: datetime, age: timedelta) -> bool:
-    match = _TOKEN.match(token)
-    if not match:
-        return False
-    started = datetime.strptime(match.group(1), "%Y%m%dt%H%M%S").replace(tzinfo=timezone.utc)
-    return now - started > age
 
 
 # -- versions, rollback, repair (the command line) ----------------------------------------------
@@ -405,7 +293,7 @@ def versions(lake: Lake, table: Table, dt: str | None = None) -> list[dict]:
     current = lake.catalogue.partitions(table.name)
     out = []
     for values in sorted(history.versions, key=lambda v: _order((v,))):
-        if dt is not None and values[0] != dt:
+        if dt is not None and table.day_of(values) != dt:
             continue
         for version in history.kept(values):
             out.append({**dict(zip(table.partition_keys, values)), "run_token": version.run_token,
@@ -414,12 +302,12 @@ def versions(lake: Lake, table: Table, dt: str | None = None) -> list[dict]:
     return out
 
 
-def day_states(history: TableHistory, dt: str) -> list[dict]:
+def day_states(table: Table, history: TableHistory, dt: str) -> list[dict]:
     """The partitions of day ``dt`` after each recorded publish or rollback of it, oldest first."""
     state: dict[Values, str] = {}
     out = []
     for record in history.records:
-        touched = [p for p in record["partitions"] if p["values"][0] == dt]
+        touched = [p for p in record["partitions"] if table.day_of(tuple(p["values"])) == dt]
         if not touched or record["kind"] not in ("publish", "rollback"):
             continue
         for p in touched:
@@ -436,8 +324,8 @@ def rollback(lake: Lake, table: Table, dt: str, to_run: str | None = None) -> di
     """Point day ``dt`` of ``table`` back at the previous kept version (or run ``to_run``'s) in
     one catalogue change, recorded in the ledger."""
     history = lake.ledger.history(table.name)
-    states = day_states(history, dt)
-    current = {v: loc for v, loc in lake.catalogue.partitions(table.name).items() if v[0] == dt}
+    states = day_states(table, history, dt)
+    current = {v: loc for v, loc in lake.catalogue.partitions(table.name).items() if table.day_of(v) == dt}
     if not states:
         raise PublishError(f"the ledger has no version of {table.name} dt={dt}")
     publishes = [s for s in states if s["kind"] == "publish"

@@ -104,7 +104,7 @@ class S3Storage:
     def __init__(self, aws_conn_id: str) -> None:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from runtime_events.operators import AWS_CLIENT_CONFIG
+        from runtime_events.engines import AWS_CLIENT_CONFIG
 
         self.hook = S3Hook(aws_conn_id=aws_conn_id, config=AWS_CLIENT_CONFIG)
 
@@ -159,10 +159,6 @@ class S3Storage:
         for i in range(0, len(keys), 1000):
             self.hook.delete_objects(bucket, keys[i:i + 1000])
         return len(keys)
-
-
-def storage_for(settings) -> Storage:
-    return S3Storage(settings.aws_conn_id) if settings.is_athena else LocalStorage()
 
 
 def is_inside(storage: Storage, location: str, root: str) -> bool:

@@ -1,5 +1,6 @@
 -- Alerts a day per cluster, rule and severity, with the workloads they touched.
-CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.daily_rule_counts (
+{% from "_macros.sql" import parquet_table with context -%}
+{% call parquet_table("daily_rule_counts") -%}
     `cluster_id` string,
     `rule_name` string,
     `severity` string,
@@ -8,8 +9,4 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.daily_rule_counts (
     `distinct_containers` bigint,
     `first_seen` timestamp,
     `last_seen` timestamp
-)
-PARTITIONED BY (`dt` string)
-STORED AS PARQUET
-LOCATION '{{ params.curated_location }}daily_rule_counts/'
-TBLPROPERTIES ('parquet.compression' = 'ZSTD')
+{%- endcall %}

@@ -1,6 +1,7 @@
 -- One row per run and event day (and one with a null dt for lines whose day is unknown):
 -- every scanned line of the run's window is loaded, dropped as a duplicate or rejected.
-CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_load_audit (
+{% from "_macros.sql" import parquet_table with context -%}
+{% call parquet_table("runtime_events_load_audit") -%}
     `run_token` string,
     `logical_date` string,
     `dt` string,
@@ -17,7 +18,4 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_load_au
     `rejected_missing_rule_name` bigint,
     `files_with_rejects` bigint,
     `recorded_at` timestamp
-)
-STORED AS PARQUET
-LOCATION '{{ params.curated_location }}runtime_events_load_audit/'
-TBLPROPERTIES ('parquet.compression' = 'ZSTD')
+{%- endcall %}

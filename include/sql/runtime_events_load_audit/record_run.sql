@@ -21,7 +21,7 @@ per_day AS (
         count_if(reject_reason = 'bad_cluster_id') AS rejected_bad_cluster_id,
         count_if(reject_reason = 'missing_rule_name') AS rejected_missing_rule_name,
         count(DISTINCT CASE WHEN reject_reason IS NOT NULL THEN source_file END) AS files_with_rejects
-    FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+    FROM {{ params.stage.table }}
     WHERE scope <> 'other_days'
     GROUP BY dt
 )

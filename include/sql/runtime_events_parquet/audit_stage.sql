@@ -23,7 +23,7 @@ FROM (
         source_file,
         line_count,
         event_id
-    FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+    FROM {{ params.stage.table }}
 )
 GROUP BY GROUPING SETS ((scope, dt, reject_reason, cluster_id), (source_file))
 ORDER BY 1, 2, 3, 4, 5, 6

@@ -5,7 +5,7 @@
 -- without lines keeps what was published for it.
 WITH expected AS (
     SELECT dt, cluster_id, count(DISTINCT event_id) AS expected_rows
-    FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+    FROM {{ params.stage.table }}
     WHERE reject_reason IS NULL AND scope = 'window'
     GROUP BY dt, cluster_id
 ),
@@ -21,7 +21,7 @@ written AS (
         count_if(severity NOT IN ('Critical', 'High', 'Medium', 'Low', 'Info', 'Unknown')
             OR severity IS NULL) AS unknown_severity,
         count_if(CAST(CAST(event_time AS date) AS varchar) <> dt) AS wrong_day
-    FROM {{ params.database }}.runtime_events_parquet_{{ params.run_token }}
+    FROM {{ params.versions.runtime_events_parquet.table }}
     GROUP BY dt, cluster_id
 ),
 
@@ -48,7 +48,7 @@ partitions AS (
 
 days AS (
     SELECT dt, sum(line_count) AS lines_scanned
-    FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+    FROM {{ params.stage.table }}
     WHERE scope = 'window'
     GROUP BY dt
 )

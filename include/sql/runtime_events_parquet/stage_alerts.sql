@@ -2,13 +2,8 @@
 -- A valid alert carries its curated columns; a rejected line its reason and, when its time
 -- parses, its day. Lines of days outside the window are left to their own runs. The stage is
 -- read by the audit, by every publish batch and by the load audit, never the raw files again.
-CREATE TABLE {{ params.database }}.runtime_events_stage_{{ params.run_token }}
-WITH (
-    format = 'PARQUET',
-    write_compression = 'ZSTD',
-    external_location = '{{ params.curated_location }}runtime_events_parquet/_stage/{{ params.run_token }}/',
-    partitioned_by = ARRAY['dt']
-) AS
+{% from "_macros.sql" import create_work_table -%}
+{% call create_work_table(params.stage) -%}
 WITH lines AS (
     SELECT
         "$path" AS source_file,
@@ -265,3 +260,4 @@ SELECT
     END AS copy_number,
     CASE WHEN scope <> 'other_days' THEN dt END AS dt
 FROM kept
+{%- endcall %}

@@ -1,11 +1,11 @@
 -- Write one batch of the new version from the stage: one copy of each valid alert of the
 -- batch's (dt, cluster_id) partitions, at most 100 (Athena's limit for one write), a range of
 -- them in (dt, cluster_id) order as audit_stage planned it.
-INSERT INTO {{ params.database }}.runtime_events_parquet_{{ params.run_token }}
+INSERT INTO {{ params.versions.runtime_events_parquet.table }}
 SELECT
     event_id, event_time, container_id, namespace, pod_name, cmdline, pid, rule_name,
     description, severity, related_cves, source_file, dt, cluster_id
-FROM {{ params.database }}.runtime_events_stage_{{ params.run_token }}
+FROM {{ params.stage.table }}
 WHERE reject_reason IS NULL
     AND scope = 'window'
     AND copy_number = 1

@@ -1,6 +1,7 @@
 -- One row per statement a run sent: the bytes Athena scanned and the estimated cost ($5 per TB
 -- scanned, rounded up to the MB, 10 MB minimum per query; DDL that scans nothing is free).
-CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_query_costs (
+{% from "_macros.sql" import parquet_table with context -%}
+{% call parquet_table("runtime_events_query_costs") -%}
     `run_token` string,
     `logical_date` string,
     `task_id` string,
@@ -11,7 +12,4 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.runtime_events_query_c
     `billed_bytes` bigint,
     `estimated_cost_usd` double,
     `recorded_at` timestamp
-)
-STORED AS PARQUET
-LOCATION '{{ params.curated_location }}runtime_events_query_costs/'
-TBLPROPERTIES ('parquet.compression' = 'ZSTD')
+{%- endcall %}

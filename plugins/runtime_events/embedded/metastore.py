@@ -149,6 +149,11 @@ class Metastore:
         """
         with self._locked(database, name):
             table = self.get_table(database, name)
+            keys = [k for k, _ in table.partition_keys]
+            for values in [*(add or {}), *(drop or [])]:
+                if len(tuple(values)) != len(keys) or not all(v is None or isinstance(v, str) for v in values):
+                    raise CatalogError(f"INVALID_PARTITION: partition {list(values)} does not match the partition "
+                                       f"keys {keys} of {database}.{name}")
             current = {p.values: p.location for p in table.partitions}
             replaced: dict[tuple, str] = {}
             for values in drop or []:

@@ -1,11 +1,5 @@
--- Rebuild the window's days of daily_cve_counts into this run's version folder.
-CREATE TABLE {{ params.database }}.daily_cve_counts_{{ params.run_token }}
-WITH (
-    format = 'PARQUET',
-    write_compression = 'ZSTD',
-    external_location = '{{ params.curated_location }}daily_cve_counts/{{ params.run_token }}/',
-    partitioned_by = ARRAY['dt']
-) AS
+-- Alerts a day per cluster and CVE named in the alert, with the pods they came from.
+-- The run's window of days, from the curated copy; the partition key last.
 SELECT
     e.cluster_id,
     c.cve_id,

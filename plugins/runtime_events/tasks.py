@@ -1,25 +1,25 @@
 """What the DAG's Python tasks do, and the DAG-level constants read cheaply at parse time.
 
 Kept out of the DAG file so that it stays wiring; everything here reads settings when a task
-runs, except ``PARSE_SETTINGS`` (environment only, no metastore or network call).
+runs, except ``PARSE_SETTINGS`` (environment only, no metastore or network call). Each task body
+turns the run plan it receives from XCom back into a :class:`~runtime_events.planning.RunPlan`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import math
 import os
-import re
 from datetime import date, timedelta
 
 import pendulum
 from airflow.sdk import Asset
 
-from runtime_events import engines, publish, sql
+from runtime_events import checks, engines, planning, publish
 from runtime_events.compat import AirflowFailException, add_partitions
 from runtime_events.ledger import LedgerError
-from runtime_events.operators import QUERY_STATISTICS
+from runtime_events.planning import RunPlan
 from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
 from runtime_events.tables import AGGREGATES, EVENTS
 
@@ -61,16 +61,6 @@ AGGREGATE_ASSETS = tuple(
     for table in AGGREGATES
 )
 
-# Athena's price: $5 per TB scanned, each query rounded up to the MB with a 10 MB minimum; DDL
-# statements are free (https://aws.amazon.com/athena/pricing/).
-USD_PER_TB = 5.0
-MB, TB = 2**20, 2**40
-MIN_BILLED_BYTES = 10 * MB
-# Values of the statistics that end up in SQL, and the form Athena gives them.
-_STATISTICS = {"task_id": re.compile(r"^[a-z][a-z0-9_]*$"), "query_execution_id": re.compile(r"^[A-Za-z0-9-]+$"),
-               "statement_type": re.compile(r"^(DDL|DML|UTILITY)$")}
-
-
 def run_day(context) -> date:
     """The UTC day a run is for: its logical date (the start of its daily data interval), else
     (for a run triggered by an asset, which has none) the day before it started."""
@@ -83,16 +73,17 @@ def run_day(context) -> date:
 
 def plan_run(context) -> dict:
     """Check every setting, plan the window and prepare the lake (the curated root is this
-    database's, the raw location exists, the raw tables follow the settings, the run's folders
-    are recorded). A bad setting, a missing raw location or a day before ``start_date`` fails
-    the run at once (no retries: waiting does not fix them), before any SQL is sent."""
+    database's, the raw location exists, the raw tables follow the settings, the reference
+    files are in place, the run's folders are recorded). A bad setting, a missing raw location
+    or a day before ``start_date`` fails the run at once (no retries: waiting does not fix them),
+    before any SQL is sent. Returns the plan as XCom carries it."""
     try:
         settings = Settings.load(airflow_lookup())
-        engines.check_engine(settings)
-        run = sql.plan_window(settings, run_day(context))
-        run["allow_shrink"] = _flag(context.get("params", {}).get("allow_shrink"))
-        publish.prepare_run(publish.Lake(settings), run)
-        return run
+        engines.backend(settings).check()
+        plan = planning.plan_window(settings, run_day(context),
+                                    allow_shrink=_flag(context.get("params", {}).get("allow_shrink")))
+        publish.prepare_run(publish.Lake(settings), plan)
+        return plan.as_xcom()
     except (ValueError, publish.PublishError, LedgerError, engines.EngineUnavailable, OSError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -107,23 +98,34 @@ def _flag(value) -> bool:
     raise ValueError(f"DAG param allow_shrink={value!r} is invalid: expected true or false")
 
 
+def audit_stage(rows: list[dict], run: RunPlan, settings: Settings) -> list[dict]:
+    """``audit_stage``'s check: account for every line (:func:`checks.audit_stage`), then plan
+    the write batches of the new version (:func:`planning.write_batches`)."""
+    checks.audit_stage(rows, run, settings)
+    return planning.write_batches(rows)
+
+
 def publish_events(run: dict, audit: dict) -> dict:
     rows = {(dt, cluster): n for dt, cluster, n in audit["rows"]}
     with _refusals_fail_now():
-        return publish.publish(_lake(), EVENTS, run, audit["days_with_lines"], rows)
+        return publish.publish(_lake(), EVENTS, RunPlan.of(run), audit["days_with_lines"], rows)
 
 
 def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> list[dict]:
-    lake = _lake()
+    plan, lake = RunPlan.of(run), _lake()
     with _refusals_fail_now():
-        summaries = [publish.publish(lake, table, run, events["days_rebuilt"],
-                                     {(dt,): n for dt, n in counts.get(table.name, {}).items()})
+        summaries = [publish.publish(lake, table, plan, events["days_rebuilt"], version_rows(counts, table.name))
                      for table in AGGREGATES]
     for asset in AGGREGATE_ASSETS:
-        outlet_events[asset].extra = {key: run[key] for key in ("dt_from", "dt_to", "run_token")} | {
-            "days_rebuilt": events["days_rebuilt"]}
+        outlet_events[asset].extra = {"dt_from": plan.dt_from, "dt_to": plan.dt_to, "run_token": plan.run_token,
+                                      "days_rebuilt": events["days_rebuilt"]}
         add_partitions(outlet_events[asset], events["days_rebuilt"])
     return summaries
+
+
+def version_rows(counts: dict, table: str) -> dict[tuple, int]:
+    """``count_aggregate_rows``' rows of one table: ``{partition values: rows}``."""
+    return {tuple(json.loads(values)): n for values, n in counts.get(table, {}).items()}
 
 
 @contextlib.contextmanager
@@ -142,38 +144,13 @@ def _lake() -> publish.Lake:
 def quicksight_refreshes(run: dict) -> list[dict]:
     """One SPICE ingestion per dataset of ``quicksight_dataset_ids`` (none: the task is skipped)."""
     settings = Settings.load(airflow_lookup())
-    if not settings.is_athena:
+    if not engines.backend(settings).on_aws:
         if settings.quicksight_dataset_ids:
             log.info("engine %s: QuickSight datasets are refreshed on Athena only", settings.engine)
         return []
-    return [{"data_set_id": dataset, "ingestion_id": run["run_token"], "aws_conn_id": settings.aws_conn_id}
+    return [{"data_set_id": dataset, "ingestion_id": RunPlan.of(run).run_token, "aws_conn_id": settings.aws_conn_id}
             for dataset in settings.quicksight_dataset_ids]
 
 
-def billed_bytes(statement_type: str | None, scanned: int) -> int:
-    if statement_type == "DDL" and scanned == 0:
-        return 0
-    return max(math.ceil(scanned / MB) * MB, MIN_BILLED_BYTES)
-
-
-def collect_query_costs(context) -> dict:
-    """The statistics every statement of the run pushed, with their estimated cost, as the
-    ``statements`` of ``runtime_events_query_costs/record_run.sql``; logs the run's total."""
-    pushed = context["ti"].xcom_pull(task_ids=list(context["dag"].task_ids), key=QUERY_STATISTICS)
-    statements = []
-    for stats in filter(None, pushed):
-        for key, form in _STATISTICS.items():
-            if not form.match(str(stats[key])):
-                raise ValueError(f"query statistics {key}={stats[key]!r} is not of the form Athena reports")
-        scanned = int(stats["data_scanned_bytes"])
-        billed = billed_bytes(stats["statement_type"], scanned)
-        statements.append({**stats, "map_index": int(stats["map_index"]), "data_scanned_bytes": scanned,
-                           "billed_bytes": billed, "estimated_cost_usd": billed / TB * USD_PER_TB})
-    log.info("run total: %d statements scanned %d bytes, billed %d bytes, estimated cost $%.6f",
-             len(statements), sum(s["data_scanned_bytes"] for s in statements),
-             sum(s["billed_bytes"] for s in statements), sum(s["estimated_cost_usd"] for s in statements))
-    return {"statements": statements}
-
-
 def clean_up(run: dict | None) -> dict:
-    return publish.clean_up(_lake(), run)
+    return publish.clean_up(_lake(), RunPlan.of(run) if run else None)

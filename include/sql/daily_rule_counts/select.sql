@@ -1,11 +1,5 @@
--- Rebuild the window's days of daily_rule_counts into this run's version folder.
-CREATE TABLE {{ params.database }}.daily_rule_counts_{{ params.run_token }}
-WITH (
-    format = 'PARQUET',
-    write_compression = 'ZSTD',
-    external_location = '{{ params.curated_location }}daily_rule_counts/{{ params.run_token }}/',
-    partitioned_by = ARRAY['dt']
-) AS
+-- Alerts a day per cluster, rule and severity, with the workloads they touched.
+-- The run's window of days, from the curated copy; the partition key last.
 SELECT
     cluster_id,
     rule_name,

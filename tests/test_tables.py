@@ -1,0 +1,191 @@
+"""A table is its folder: the catalogue, the shared templates and publishing for any partition keys.
+
+- Each aggregate's ``select.sql``, wrapped by the shared write-audit-publish template and run
+  WITH NO DATA on the embedded engine, gives exactly the columns and types of its DDL (and a
+  drifted SELECT is caught).
+- No statement file repeats the write-audit-publish or the Parquet DDL boilerplate.
+- A table partitioned by ``dt`` and ``cluster_id`` is published, kept, shrunk only when allowed,
+  listed, rolled back and cleaned up by the same code as the project's own tables; the metastore
+  refuses partition values that do not match a table's keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from local_pipeline import Pipeline, make_settings
+from runtime_events import planning, publish, reference, sql
+from runtime_events.embedded.engine import EmbeddedEngine
+from runtime_events.embedded.metastore import CatalogError
+from runtime_events.paths import SQL_DIR
+from runtime_events.tables import AGGREGATES, TABLES, Table
+
+DB = "runtime_security"
+
+
+@pytest.fixture(scope="module")
+def created(tmp_path_factory):
+    """Every table created by its own DDL, and a run planned, on an empty lake."""
+    tmp = tmp_path_factory.mktemp("tables")
+    (tmp / "raw").mkdir()
+    pipeline = Pipeline(make_settings(tmp))
+    run = planning.plan_window(pipeline.settings, date(2026, 3, 3))
+    publish.prepare_run(pipeline.lake, run)
+    pipeline.statement("create_database.sql", run)
+    for table in TABLES:
+        pipeline.statement(table.create_sql, run)
+    return tmp, pipeline, run
+
+
+def schema(pipeline: Pipeline, name: str) -> list[tuple[str, str]]:
+    info = EmbeddedEngine(Path(pipeline.settings.curated_location) / "_catalog").metastore.get_table(DB, name)
+    return [*info.columns, *info.partition_keys]
+
+
+@pytest.mark.parametrize("table", [t.name for t in AGGREGATES])
+def test_each_select_gives_exactly_its_ddl_columns_and_types(created, table):
+    _, pipeline, run = created
+    pipeline.statement("build_version.sql", run, table=table, no_data=True)
+    declared = schema(pipeline, table)
+    assert declared and declared[-1] == ("dt", "string")
+    assert schema(pipeline, run.version_table(table)) == declared
+
+
+def test_a_select_that_drifts_from_its_ddl_is_caught(created, tmp_path):
+    _, pipeline, run = created
+    drifted = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, drifted)
+    select = drifted / "daily_severity_counts" / "select.sql"
+    select.write_text(select.read_text().replace("count(*) AS event_count", "CAST(count(*) AS integer) AS event_count"))
+    later = dataclasses.replace(run, run_token=planning.new_run_token())
+    text = sql.render("build_version.sql", sql.sql_params(pipeline.settings, later, {
+        "table": "daily_severity_counts", "no_data": True}), sql_dir=drifted)
+    query_id = pipeline.hook.run_query(text, {"Database": DB})
+    assert pipeline.hook.poll_query_status(query_id) == "SUCCEEDED"
+    got = dict(schema(pipeline, later.version_table("daily_severity_counts")))
+    assert got["event_count"] == "int" != dict(schema(pipeline, "daily_severity_counts"))["event_count"]
+
+
+def test_no_statement_repeats_the_shared_boilerplate():
+    shared = ("external_location", "partitioned_by", "WITH NO DATA", "STORED AS PARQUET",
+              "'parquet.compression'", "CREATE TABLE ")
+    for path in SQL_DIR.rglob("*.sql"):
+        if path.name == "_macros.sql":
+            continue
+        text = path.read_text()
+        for phrase in shared:
+            assert phrase not in text, f"{path.relative_to(SQL_DIR)} repeats {phrase!r}: use _macros.sql"
+    for table in AGGREGATES:
+        select = (SQL_DIR / table.select_sql).read_text()
+        assert "{{ params.dt_from }}" in select and "{{ params.dt_to }}" in select, table.name
+
+
+def test_the_reference_file_is_checked_when_read():
+    rows = reference.rows("rule_attack_techniques")
+    assert len(rows) == len({(r["rule_name"], r["tactic"], r["technique_id"]) for r in rows}) > 50
+    with pytest.raises(ValueError, match="published table is partitioned by dt"):
+        Table("no_day", "aggregate", ("cluster_id",))
+
+
+# -- publish for any partition keys ------------------------------------------------------------
+CLUSTER_DAYS = Table("cluster_day_counts", "aggregate", ("dt", "cluster_id"))
+
+
+def write_version(pipeline: Pipeline, run: planning.RunPlan, rows: list[tuple[str, str, int]]) -> None:
+    """A version of CLUSTER_DAYS written through the shared write-audit-publish macro, recorded
+    in the ledger as the run's, as the DAG's runs record theirs."""
+    settings, name = pipeline.settings, CLUSTER_DAYS.name
+    location = planning.version_location(settings.table_location(name), run.run_token)
+    pipeline.lake.ledger.start_run(run.run_token, [{"table": name, "kind": "version", "location": location}])
+    values = ", ".join(f"('{d}', '{c}', {n})" for d, c, n in rows)
+    template = ('{% from "_macros.sql" import create_work_table %}{% call create_work_table(work) %}'
+                "SELECT CAST(n AS bigint) AS event_count, dt, cluster_id FROM (VALUES " + values
+                + ") AS t (dt, cluster_id, n){% endcall %}")
+    work = {"table": f"{DB}.{run.version_table(name)}", "location": location, "partition_keys": ["dt", "cluster_id"]}
+    text = sql.template_environment().from_string(template).render(work=work)
+    for statement in (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {DB}.{name} (`event_count` bigint) PARTITIONED BY "
+        f"(`dt` string, `cluster_id` string) STORED AS PARQUET LOCATION '{settings.table_location(name)}'",
+        text,
+    ):
+        query_id = pipeline.hook.run_query(statement, {"Database": DB})
+        assert pipeline.hook.poll_query_status(query_id) == "SUCCEEDED", pipeline.hook.get_state_change_reason(query_id)
+
+
+def published(pipeline: Pipeline) -> dict[tuple[str, str], int]:
+    engine = EmbeddedEngine(Path(pipeline.settings.curated_location) / "_catalog")
+    table = engine.execute(f"SELECT dt, cluster_id, event_count FROM {CLUSTER_DAYS.name}", DB).table.to_pylist()
+    return {(r["dt"], r["cluster_id"]): r["event_count"] for r in table}
+
+
+def test_a_table_partitioned_by_dt_and_cluster_id_is_published_kept_and_rolled_back(tmp_path):
+    (tmp_path / "raw").mkdir()
+    pipeline = Pipeline(make_settings(tmp_path))
+    lake = pipeline.lake
+    lake.ledger.claim()
+    pipeline.statement("create_database.sql", None)
+    day = date(2026, 3, 2)
+    runs = [planning.plan_window(pipeline.settings, day, now=datetime(2026, 3, 2, 1, i, tzinfo=timezone.utc))
+            for i in range(4)]
+
+    def publish_run(run, rows, days, allow_shrink=False):
+        write_version(pipeline, run, rows)
+        counts = {(d, c): n for d, c, n in rows}
+        return publish.publish(lake, CLUSTER_DAYS, dataclasses.replace(run, allow_shrink=allow_shrink), days,
+                               {k: 1 for k in counts})
+
+    first = publish_run(runs[0], [("2026-03-01", "a", 3), ("2026-03-01", "b", 2), ("2026-03-02", "a", 1)],
+                        ["2026-03-01", "2026-03-02"])
+    assert first["partitions_published"] == 3
+    assert published(pipeline) == {("2026-03-01", "a"): 3, ("2026-03-01", "b"): 2, ("2026-03-02", "a"): 1}
+    # a day never published and without rows gets no partition: with two keys there is none to give
+    assert {v for v in lake.catalogue.partitions(CLUSTER_DAYS.name)} == {
+        ("2026-03-01", "a"), ("2026-03-01", "b"), ("2026-03-02", "a")}
+
+    # cluster b is gone from 03-01: refused unless the run allows shrinking; nothing changed
+    with pytest.raises(publish.PublishError, match="would drop 1 partitions of cluster_day_counts"):
+        publish_run(runs[1], [("2026-03-01", "a", 4), ("2026-03-02", "a", 1)], ["2026-03-01", "2026-03-02"])
+    assert published(pipeline)[("2026-03-01", "b")] == 2
+    second = publish_run(runs[2], [("2026-03-01", "a", 4), ("2026-03-02", "a", 1)], ["2026-03-01", "2026-03-02"],
+                         allow_shrink=True)
+    assert second["partitions_dropped"] == 1
+    assert published(pipeline) == {("2026-03-01", "a"): 4, ("2026-03-02", "a"): 1}
+
+    # a run with lines for 03-02 only keeps 03-01 as published
+    third = publish_run(runs[3], [("2026-03-02", "a", 5), ("2026-03-02", "c", 1)], ["2026-03-02"])
+    assert third["days_kept"] == ["2026-03-01"]  # 02-28 was never published: rebuilt, still empty
+    assert published(pipeline) == {("2026-03-01", "a"): 4, ("2026-03-02", "a"): 5, ("2026-03-02", "c"): 1}
+
+    kept = publish.versions(lake, CLUSTER_DAYS, "2026-03-01")
+    assert [(v["cluster_id"], v["run_token"], v["current"]) for v in kept] == [
+        ("a", runs[0].run_token, False), ("a", runs[2].run_token, True), ("b", runs[0].run_token, False)]
+
+    rolled = publish.rollback(lake, CLUSTER_DAYS, "2026-03-01")
+    assert rolled["to_run"] == runs[0].run_token
+    assert published(pipeline) == {("2026-03-01", "a"): 3, ("2026-03-01", "b"): 2, ("2026-03-02", "a"): 5,
+                                   ("2026-03-02", "c"): 1}
+
+    # retention: what was replaced (run 2's 03-01, run 0's 03-02) goes; what is published stays
+    root = tmp_path / "curated" / CLUSTER_DAYS.name
+    later = datetime.now(timezone.utc) + timedelta(days=pipeline.settings.retention_days, minutes=1)
+    publish.clean_up(lake, None, now=later, extra_tables=(CLUSTER_DAYS,))
+    assert published(pipeline) == {("2026-03-01", "a"): 3, ("2026-03-01", "b"): 2, ("2026-03-02", "a"): 5,
+                                   ("2026-03-02", "c"): 1}
+    folders = {p.parent.relative_to(root).as_posix() for p in root.rglob("*.parquet")}
+    assert folders == {f"{runs[0].run_token}/dt=2026-03-01/cluster_id=a", f"{runs[0].run_token}/dt=2026-03-01/cluster_id=b",
+                       f"{runs[3].run_token}/dt=2026-03-02/cluster_id=a", f"{runs[3].run_token}/dt=2026-03-02/cluster_id=c"}
+
+
+def test_the_metastore_refuses_partitions_that_do_not_match_the_keys(created):
+    _, pipeline, _ = created
+    catalogue = pipeline.lake.catalogue
+    location = pipeline.settings.table_location("runtime_events_parquet") + "elsewhere/"
+    for values in [("2026-03-01",), ("2026-03-01", "a", "extra"), ("2026-03-01", 7)]:
+        with pytest.raises(CatalogError, match="INVALID_PARTITION"):
+            catalogue.replace_partitions("runtime_events_parquet", {values: location}, [])
+    assert catalogue.partitions("runtime_events_parquet") == {}
