@@ -235,15 +235,15 @@ class FakeAthena:
             queue_results(self.proxy, [("rule_name", "Dump Process Memory"), ("severity", "High"), ("count_rules", 7)])
             return
         statement = sqlglot.parse_one(text, read="athena")
-        if not isinstance(statement, exp.Query) or "event_count" not in text and "expected_rows" not in text:
+        if not isinstance(statement, exp.Query) or not any(c in text for c in ("event_count", "expected_rows", "row_count")):
             return
         lines = 2 * len(self.proxy.clusters)
         values = {"scope": "window", "dt": DAY, "reject_reason": None, "source_file": None, "line_count": 2,
                   "rejected_count": 0, "event_count": 2, "expected_rows": 2, "written_rows": 2,
                   "distinct_event_ids": 2, "missing_required": 0, "unknown_severity": 0, "wrong_day": 0,
                   "lines_scanned": None, "published_rows": 0, "grain": "partition"}
-        if "row_count" in text:  # count_aggregate_rows: one row a day per aggregate
-            rows = [{"table_name": t.name, "dt": DAY, "row_count": 1} for t in AGGREGATES]
+        if "row_count" in text:  # count_aggregate_rows: one row a partition (a day) per aggregate
+            rows = [{"table_name": t.name, "partition_values": json.dumps([DAY]), "row_count": 1} for t in AGGREGATES]
         elif "event_count" in text:  # audit_stage: a row per (dt, cluster_id) partition, one per file
             rows = [{**values, "cluster_id": c} for c in self.proxy.clusters]
             rows.append({**values, "grain": "file", "scope": None, "dt": None, "cluster_id": None,

@@ -45,7 +45,7 @@ EXEMPT = ("duckdb", "sqlglot")  # the embedded extra needs releases newer than s
 OLDEST = min(RELEASES, key=lambda v: tuple(int(p) for p in v.split(".")))
 DAYS = ["2026-03-01", "2026-03-02"]
 TABLES = ["runtime_events_parquet", "daily_rule_counts", "daily_severity_counts", "daily_workload_counts",
-          "daily_cve_counts"]
+          "daily_cve_counts", "daily_attack_counts"]
 
 
 @pytest.fixture(scope="module")

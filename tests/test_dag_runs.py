@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
 DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
 TABLES = ["runtime_events_parquet", "daily_rule_counts", "daily_severity_counts",
-          "daily_workload_counts", "daily_cve_counts"]
+          "daily_workload_counts", "daily_cve_counts", "daily_attack_counts"]
 GUIDE = [
     "SELECT rule_name, severity, COUNT(rule_name) as count_rules FROM runtime_events GROUP BY rule_name, severity ORDER BY count_rules;",
     """SELECT rule_name, "proc.cmdline", "evt.time" FROM runtime_events WHERE severity='High' ORDER BY "evt.time" DESC limit 8;""",

@@ -15,7 +15,7 @@ from runtime_events.simulate import generate_alerts
 
 START = date(2026, 4, 1)
 TABLES = ["runtime_events_parquet", "daily_rule_counts", "daily_severity_counts",
-          "daily_workload_counts", "daily_cve_counts"]
+          "daily_workload_counts", "daily_cve_counts", "daily_attack_counts"]
 
 
 def stage_bytes(pipeline: Pipeline) -> int:

@@ -186,3 +186,27 @@ def test_more_than_100_partitions_are_written_in_batches_of_at_most_100(tmp_path
     got = pipeline.table("runtime_events_parquet")
     assert len(got) == len(expected) == 2 * 300
     assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))
+
+
+def test_the_readme_weekly_technique_query_answers_what_pandas_does(loaded):
+    """README "Tables and columns": which techniques hit which clusters this week, run as Athena
+    SQL on the published table (the week ending on the fixture's last day)."""
+    import re
+
+    import sqlglot
+
+    tmp, pipeline = loaded
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    query = re.search(r"Which techniques hit which clusters this week:\n\n```sql\n(.*?)```", readme, re.S).group(1)
+    sqlglot.parse_one(query, read="athena")
+    query = query.replace("current_date", f"DATE '{DAYS[-1]}'")
+    engine = EmbeddedEngine(tmp / "curated" / "_catalog")
+    got = engine.execute(query, "runtime_security").table.to_pandas()
+    daily = oracle.expected_tables(tmp / "raw", DAYS)["daily_attack_counts"]
+    rank = ["Unknown", "Info", "Low", "Medium", "High", "Critical"]
+    rows = []
+    for key, g in daily.groupby(["cluster_id", "tactic", "technique_id", "technique_name"]):
+        rows.append((*key, int(g["event_count"].sum()), max(g["max_severity"], key=rank.index)))
+    assert len(rows) > 3
+    assert sorted(rows) == sorted(zip(got["cluster_id"], got["tactic"], got["technique_id"], got["technique_name"],
+                                      got["alerts"].astype(int), got["worst"]))

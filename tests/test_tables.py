@@ -189,3 +189,69 @@ def test_the_metastore_refuses_partitions_that_do_not_match_the_keys(created):
         with pytest.raises(CatalogError, match="INVALID_PARTITION"):
             catalogue.replace_partitions("runtime_events_parquet", {values: location}, [])
     assert catalogue.partitions("runtime_events_parquet") == {}
+
+
+# -- the README's recipe, followed as written ----------------------------------------------------
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def sql_blocks(section: str) -> list[str]:
+    import re
+    import textwrap
+
+    return [textwrap.dedent(b) for b in re.findall(r"```sql\n(.*?)```", section, re.S)]
+
+
+def test_the_readme_recipe_adds_a_table_that_equals_its_oracle(tmp_path):
+    """"Adding a table", followed as written: its DDL and SELECT in a copy of include/sql, its
+    catalogue line, and the table built and published by the project's own templates and publish
+    step; the rows equal a pandas count of the published curated copy."""
+    import re
+
+    import pandas as pd
+
+    from alert_fixtures import write_nasty_alerts
+
+    section = readme_section("Adding a table")
+    ddl, select = sql_blocks(section)
+    line = re.search(r'`(Table\("daily_namespace_counts".*?\)),`', section).group(1)
+    table = eval(line, {"Table": Table})  # the catalogue line as the README gives it
+    assert table == Table("daily_namespace_counts", "aggregate", ("dt",))
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    (sql_dir / table.name).mkdir()
+    (sql_dir / table.create_sql).write_text(ddl)
+    (sql_dir / table.select_sql).write_text(select)
+
+    write_nasty_alerts(tmp_path / "raw", ["2026-03-01", "2026-03-02", "2026-03-03"])
+    pipeline = Pipeline(make_settings(tmp_path))
+    run = pipeline.run_day("2026-03-03")
+    later = dataclasses.replace(run, run_token=planning.new_run_token())
+    pipeline.lake.ledger.start_run(later.run_token, [])
+    params = sql.sql_params(pipeline.settings, later)
+    params["partition_keys"][table.name] = list(table.partition_keys)
+    params |= {"table": table.name, "version": {
+        "table": f"{DB}.{later.version_table(table.name)}", "partition_keys": list(table.partition_keys),
+        "location": planning.version_location(pipeline.settings.table_location(table.name), later.run_token)}}
+    for name in (table.create_sql, "build_version.sql"):
+        query_id = pipeline.hook.run_query(sql.render(name, params, sql_dir=sql_dir), {"Database": DB})
+        assert pipeline.hook.poll_query_status(query_id) == "SUCCEEDED", pipeline.hook.get_state_change_reason(query_id)
+    assert schema(pipeline, later.version_table(table.name)) == schema(pipeline, table.name)
+    publish.publish(pipeline.lake, table, later, later.day_strings)
+
+    got = pipeline.table(table.name)
+    events = pipeline.table("runtime_events_parquet")
+    expected = (events.assign(namespace=events["namespace"].astype(object))
+                .groupby(["cluster_id", "namespace", "dt"], dropna=False).size().rename("event_count").reset_index())
+    key = ["dt", "cluster_id", "namespace"]
+    got = got[key + ["event_count"]].astype(object).sort_values(key, key=lambda c: c.astype(str)).reset_index(drop=True)
+    expected = expected[key + ["event_count"]].astype(object).sort_values(key, key=lambda c: c.astype(str)).reset_index(drop=True)
+    assert len(got) > 3
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
