@@ -956,10 +956,10 @@ def test_no_quicksight_datasets_skips_the_refresh(athena_runs, monkeypatch):
         states = db.execute("SELECT state FROM task_instance WHERE task_id = 'refresh_quicksight_datasets'").fetchall()
     assert states == [("skipped",)]
     values = athena_settings(athena_runs.proxy)
-    monkeypatch.setattr(runs, "airflow_lookup", lambda: lambda key: values.get(key.removeprefix("runtime_events_")))
-    assert tasks.quicksight_refreshes({"run_token": "r20260301t000000_00000000"}) == []
+    monkeypatch.setattr(tasks, "airflow_lookup", lambda: lambda key: values.get(key.removeprefix("runtime_events_")))
+    assert tasks.quicksight_refreshes({"days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"}) == []
     values["quicksight_dataset_ids"] = "a, b"
-    assert [r["data_set_id"] for r in tasks.quicksight_refreshes({"run_token": "r20260301t000000_00000000"})] == ["a", "b"]
+    assert [r["data_set_id"] for r in tasks.quicksight_refreshes({"days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"})] == ["a", "b"]
 
 
 # -- 9: the command line on Athena ------------------------------------------------------------------

@@ -15,7 +15,6 @@ import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile

@@ -25,7 +25,7 @@ from runtime_events.partitions import partition_path
 from runtime_events.planning import RunPlan, is_stale, token_of_work_table
 from runtime_events.settings import Settings
 from runtime_events.storage import Storage, delete_inside
-from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW, REFERENCE, TABLES, Table
+from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW, REFERENCE, Table
 
 log = logging.getLogger(__name__)
 
