@@ -63,7 +63,7 @@ def child(raw: str, variant: str, out: str, profile: bool) -> dict:
     import sqlglot
 
     from local_pipeline import make_settings
-    from runtime_events import sql
+    from runtime_events import planning, sql
     from runtime_events.embedded.engine import EmbeddedEngine, _translate
 
     parts = set() if variant == "now" else set(variant.split("+"))
@@ -71,10 +71,10 @@ def child(raw: str, variant: str, out: str, profile: bool) -> dict:
     shutil.rmtree(lake, ignore_errors=True)
     lake.mkdir(parents=True)
     settings = make_settings(lake, raw_location=raw)
-    run = sql.plan_window(settings, date(2026, 11, 20))
+    run = planning.plan_window(settings, date(2026, 11, 20))
     engine = EmbeddedEngine(lake / "curated" / "_catalog", lake / "curated")
     for name in ("create_database.sql", "runtime_events_lines/create_table.sql"):
-        engine.execute(sql.render(name, sql.sql_params(settings, run)), "runtime_security")
+        engine.execute(sql.render(name, sql.sql_params(settings, run, query=name)), "runtime_security")
     text = sql.render("runtime_events_parquet/stage_alerts.sql", sql.sql_params(settings, run))
     query = sqlglot.parse_one(text, read="athena").expression.copy()
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -409,17 +409,17 @@ def child_stage_profile(raw: str, lake: str, day: str, out: str) -> dict:
     import sqlglot
 
     from local_pipeline import make_settings
-    from runtime_events import sql
+    from runtime_events import planning, sql
     from runtime_events.embedded.engine import EmbeddedEngine, _translate
 
     lake_dir = Path(lake)
     shutil.rmtree(lake_dir, ignore_errors=True)
     lake_dir.mkdir(parents=True)
     settings = make_settings(lake_dir, raw_location=raw)
-    run = sql.plan_window(settings, date.fromisoformat(day))
+    run = planning.plan_window(settings, date.fromisoformat(day))
     engine = EmbeddedEngine(lake_dir / "curated" / "_catalog", lake_dir / "curated")
     for name in ("create_database.sql", "runtime_events_lines/create_table.sql"):
-        engine.execute(sql.render(name, sql.sql_params(settings, run)), DATABASE)
+        engine.execute(sql.render(name, sql.sql_params(settings, run, query=name)), DATABASE)
     text = sql.render("runtime_events_parquet/stage_alerts.sql", sql.sql_params(settings, run))
     query = sqlglot.parse_one(text, read="athena").expression.copy()
     with engine._connect() as con:

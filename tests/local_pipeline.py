@@ -30,7 +30,7 @@ class Pipeline:
         self.hook = EmbeddedAthenaHook(settings.curated_location, log_query=False)
 
     def statement(self, name: str, run: RunPlan | None, **extra) -> str:
-        text = sql.render(name, sql.sql_params(self.settings, run, extra))
+        text = sql.render(name, sql.sql_params(self.settings, run, extra, query=name))
         query_id = self.hook.run_query(text, {"Database": self.settings.database})
         if self.hook.poll_query_status(query_id) != "SUCCEEDED":
             raise RuntimeError(self.hook.get_state_change_reason(query_id))

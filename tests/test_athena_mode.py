@@ -335,10 +335,14 @@ class FakeAthena:
         if isinstance(statement.expression, exp.Query):  # CTAS: the location must be empty
             bucket, prefix = _s3_split(location)
             assert not self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents"), location
+        if isinstance(statement.this, exp.Schema):  # DDL: its column definitions
+            columns = [c.name for c in statement.this.expressions if isinstance(c, exp.ColumnDef)]
+        else:  # CTAS: the query's columns, the partition keys aside (Glue keeps them apart)
+            columns = [c for c in statement.expression.named_selects if c not in keys]
         self.glue.create_table(DatabaseName=target.db, TableInput={
             "Name": target.name, "TableType": "EXTERNAL_TABLE",
             "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
-            "StorageDescriptor": {"Location": location, "Columns": []},
+            "StorageDescriptor": {"Location": location, "Columns": [{"Name": c, "Type": "string"} for c in columns]},
         })
         with_data = props.get("WithDataProperty")
         if isinstance(statement.expression, exp.Query) and not (with_data and with_data.args.get("no")):
@@ -957,9 +961,9 @@ def test_no_quicksight_datasets_skips_the_refresh(athena_runs, monkeypatch):
     assert states == [("skipped",)]
     values = athena_settings(athena_runs.proxy)
     monkeypatch.setattr(tasks, "airflow_lookup", lambda: lambda key: values.get(key.removeprefix("runtime_events_")))
-    assert tasks.quicksight_refreshes({"days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"}) == []
+    assert tasks.quicksight_refreshes({"logical_date": "2026-03-01", "days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"}) == []
     values["quicksight_dataset_ids"] = "a, b"
-    assert [r["data_set_id"] for r in tasks.quicksight_refreshes({"days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"})] == ["a", "b"]
+    assert [r["data_set_id"] for r in tasks.quicksight_refreshes({"logical_date": "2026-03-01", "days": ["2026-03-01"], "run_token": "r20260301t000000_00000000"})] == ["a", "b"]
 
 
 # -- 9: the command line on Athena ------------------------------------------------------------------

@@ -72,8 +72,10 @@ def _render(name: str) -> str:
         "runtime_events_curated_location": "s3://lake-bucket/curated/",
     }.get(key))
     run = planning.plan_window(settings, date(2026, 11, 20))
-    return sql.render(name, sql.sql_params(settings, run, {"batch": 0, "table": "daily_rule_counts",
-                                                          "tables": [t.name for t in AGGREGATES]}))
+    extra = {"batch": 0, "tables": [t.name for t in AGGREGATES]}
+    if name == "build_version.sql":
+        extra["table"] = "daily_rule_counts"
+    return sql.render(name, sql.sql_params(settings, run, extra, query=name))
 
 
 @pytest.mark.parametrize("name", SQL_FILES)

@@ -52,7 +52,8 @@ def test_each_select_gives_exactly_its_ddl_columns_and_types(created, table):
     _, pipeline, run = created
     pipeline.statement("build_version.sql", run, table=table, no_data=True)
     declared = schema(pipeline, table)
-    assert declared and declared[-1] == ("dt", "string")
+    keys = next(t.partition_keys for t in AGGREGATES if t.name == table)
+    assert declared and declared[-len(keys):] == [(k, "string") for k in keys]
     assert schema(pipeline, run.version_table(table)) == declared
 
 
@@ -226,7 +227,7 @@ def test_the_readme_recipe_adds_a_table_that_equals_its_oracle(tmp_path):
     assert table == Table("daily_namespace_counts", "aggregate", ("dt",))
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    (sql_dir / table.name).mkdir()
+    (sql_dir / table.name).mkdir(exist_ok=True)  # (a reader who followed the recipe has it already)
     (sql_dir / table.create_sql).write_text(ddl)
     (sql_dir / table.select_sql).write_text(select)
 
@@ -255,3 +256,88 @@ def test_the_readme_recipe_adds_a_table_that_equals_its_oracle(tmp_path):
     expected = expected[key + ["event_count"]].astype(object).sort_values(key, key=lambda c: c.astype(str)).reset_index(drop=True)
     assert len(got) > 3
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_a_version_without_the_tables_columns_is_refused_before_anything_is_published(tmp_path, monkeypatch):
+    """A select.sql whose column is misnamed would publish nulls on Athena (Parquet is read by
+    name): the run's publish step refuses it, naming the columns, and publishes no aggregate."""
+    from alert_fixtures import write_nasty_alerts
+    from runtime_events import tasks
+
+    write_nasty_alerts(tmp_path / "raw", ["2026-03-01", "2026-03-02", "2026-03-03"])
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day("2026-03-03")
+    before = {t.name: pipeline.lake.catalogue.partitions(t.name) for t in AGGREGATES}
+    run = pipeline.write("2026-03-03")
+    events = publish.publish(pipeline.lake, publish.table_named("runtime_events_parquet"), run, [])
+    drifted = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, drifted)
+    select = drifted / "daily_severity_counts" / "select.sql"
+    select.write_text(select.read_text().replace("count(*) AS event_count", "count(*) AS events"))
+    for table in AGGREGATES:
+        text = sql.render("build_version.sql", sql.sql_params(pipeline.settings, run, {"table": table.name}),
+                          sql_dir=drifted)
+        query_id = pipeline.hook.run_query(text, {"Database": DB})
+        assert pipeline.hook.poll_query_status(query_id) == "SUCCEEDED"
+    settings = {"runtime_events_raw_location": str(tmp_path / "raw"), "runtime_events_reject_threshold": "0.5",
+                "runtime_events_curated_location": str(tmp_path / "curated")}
+    monkeypatch.setattr(tasks, "airflow_lookup", lambda: settings.get)  # the Variables a worker would read
+    with pytest.raises(Exception, match=r"version of daily_severity_counts does not have the table's columns "
+                                        r"\(missing: event_count; not in the table: events\)"):
+        tasks.publish_aggregates(run.as_xcom(), events, {}, outlet_events={})
+    assert {t.name: pipeline.lake.catalogue.partitions(t.name) for t in AGGREGATES} == before
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace("\n", ",extra\n", 2).replace("source,extra", "source", 1), "5 columns expected"),
+    (lambda t: t.splitlines()[0] + "\n", "no rows"),
+    (lambda t: t.replace("\nLogs Removal,", "\n Logs Removal,"), "has spaces around it"),
+    (lambda t: t.replace(",Persistence,", ",Persistance,", 1), "not an ATT&CK Enterprise tactic"),
+    (lambda t: t.replace(",T1070,", ",t1070,", 1), "technique_id 't1070' is not of its form"),
+    (lambda t: t.replace("rule_name,tactic", "rule,tactic", 1), "the header must be"),
+    (lambda t: t + t.splitlines()[1] + "\n", "is listed twice"),
+    (lambda t: t.replace("Logs Removal", "Logs\x00Removal"), "control characters"),
+])
+def test_a_reference_file_not_of_its_form_fails_naming_the_line(tmp_path, change, message):
+    text = (reference.FOLDER / "rule_attack_techniques.csv").read_text()
+    bad = tmp_path / "rule_attack_techniques.csv"
+    bad.write_text(change(text))
+    with pytest.raises(reference.ReferenceError, match=message):
+        reference.read(bad, "rule_attack_techniques")
+
+
+def test_a_reference_file_from_a_spreadsheet_reads_the_same(tmp_path):
+    text = (reference.FOLDER / "rule_attack_techniques.csv").read_text()
+    excel = tmp_path / "rule_attack_techniques.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert reference.read(excel, "rule_attack_techniques") == reference.rows("rule_attack_techniques")
+
+
+def test_files_beside_the_reference_file_are_reported(created, caplog):
+    tmp, pipeline, _ = created
+    folder = tmp / "curated" / "rule_attack_techniques"
+    (folder / "rule_attack_techniques.json.bak").write_text('{"rule_name": "x"}\n')
+    (folder / ".hidden.json").write_text("")
+    publish.place_reference_files(pipeline.lake)
+    warned = [r.getMessage() for r in caplog.records if "not the package's" in r.getMessage()]
+    assert len(warned) == 1 and "rule_attack_techniques.json.bak" in warned[0] and ".hidden" not in warned[0]
+    assert (folder / "rule_attack_techniques.json.bak").exists()  # reported, never deleted
+    (folder / "rule_attack_techniques.json.bak").unlink()
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"days": ["2026-03-02"], "run_token": "r20260302t000000_0000000a"}, "logical_date"),
+    ({"logical_date": "2026-03-02", "days": ["2026-03-02"], "run_token": "r20261399t000000_0000000a"}, "run token"),
+    ({"logical_date": "2026-03-02", "days": ["2026-03-02"], "run_token": "r20260302t000000_0000000a\n"}, "run token"),
+    ({"logical_date": "2026-03-02", "days": ["2026-02-28", "2026-03-02"], "run_token": "r20260302t000000_0000000a"},
+     "consecutive"),
+    ({"logical_date": "2026-03-02", "days": ["2026-03-01"], "run_token": "r20260302t000000_0000000a"}, "end on"),
+    ({"logical_date": "2026-03-02", "days": "2026-03-02", "run_token": "r20260302t000000_0000000a"}, "list of dates"),
+    ({"logical_date": "2026-03-02", "days": ["2026-03-02"], "run_token": "r20260302t000000_0000000a",
+      "allow_shrink": "true"}, "allow_shrink"),
+])
+def test_a_run_plan_from_xcom_is_checked(value, message):
+    with pytest.raises(ValueError, match=message):
+        planning.RunPlan.of(value)
+    good = planning.plan_window(make_settings(Path("/tmp/unused")), date(2026, 3, 2))
+    assert planning.RunPlan.of(good.as_xcom()) == good

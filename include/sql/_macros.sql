@@ -2,9 +2,11 @@
     Names, folders and partition keys come from the table catalogue (tables.py) and the run plan
     (planning.py) through params; a file imports them with context. -#}
 
-{#- A Parquet table of the curated location: the caller gives its columns; its folder is
-    <curated_location>/<name>/ and its partition keys (all strings) are the catalogue's. -#}
-{% macro parquet_table(name) -%}
+{#- A Parquet table of the curated location, the table whose folder the file is in: the caller
+    gives its columns; its folder is <curated_location>/<table>/ and its partition keys (all
+    strings) are the catalogue's. -#}
+{% macro parquet_table() -%}
+{%- set name = params.table -%}
 CREATE EXTERNAL TABLE IF NOT EXISTS {{ params.database }}.{{ name }} (
 {{ caller() }}
 )

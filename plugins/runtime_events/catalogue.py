@@ -76,7 +76,7 @@ class EmbeddedCatalogue:
             return None
         info = self.metastore.get_table(self.database, table)
         return {"location": info.location, "parameters": info.properties,
-                "partition_keys": [k for k, _ in info.partition_keys]}
+                "columns": [c for c, _ in info.columns], "partition_keys": [k for k, _ in info.partition_keys]}
 
 
 # -- AWS: Glue through the Amazon provider's hook ---------------------------------------------
@@ -149,6 +149,7 @@ class GlueCatalogue:
         except self.client.exceptions.EntityNotFoundException:
             return None
         return {"location": found["StorageDescriptor"].get("Location"), "parameters": found.get("Parameters", {}),
+                "columns": [c["Name"] for c in found["StorageDescriptor"].get("Columns", [])],
                 "partition_keys": [k["Name"] for k in found.get("PartitionKeys", [])]}
 
     @staticmethod

@@ -190,7 +190,7 @@ def _repair(args: argparse.Namespace, settings: Settings) -> int:
             print(f"the catalogue file of {table.name} could not be read: moved aside to {aside}", file=sys.stderr)
         hook = _hook(settings)
         for name in ("create_database.sql", table.create_sql):
-            if _run_statement(hook, settings, sql.render(name, sql.sql_params(settings, None))) is None:
+            if _run_statement(hook, settings, sql.render(name, sql.sql_params(settings, None, query=name))) is None:
                 return 1
         summary = publish.repair(lake, table)
     print(f"{summary['table']}: {summary['partitions_reattached']} partitions re-attached, "

@@ -64,7 +64,7 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         first = [f for f in ("run", "sql_params") if f in template_fields]
         super()._do_render_template_fields(parent, first, context, jinja_env, seen_oids)
         settings = self.settings
-        sql_context = {**context, "params": sql_params(settings, self.run, self.sql_params)}
+        sql_context = {**context, "params": sql_params(settings, self.run, self.sql_params, query=self.query_file)}
         # The settings decide where the query runs: the same for every statement of the DAG.
         self.database = settings.database
         self.workgroup = settings.athena_workgroup

@@ -19,8 +19,8 @@ from runtime_events.partitions import MAX_WRITE_PARTITIONS
 from runtime_events.settings import Settings
 from runtime_events.tables import DAY_KEY, EVENTS, PUBLISHED
 
-_TOKEN = re.compile(r"^r([0-9]{8}t[0-9]{6})_[0-9a-f]{8}$")
-_TOKEN_SUFFIX = re.compile(r"_(r[0-9]{8}t[0-9]{6}_[0-9a-f]{8})$")
+_TOKEN = re.compile(r"r([0-9]{8}t[0-9]{6})_[0-9a-f]{8}")
+_TOKEN_SUFFIX = re.compile(r"_(r[0-9]{8}t[0-9]{6}_[0-9a-f]{8})\Z")
 # The work of a run that died is removed once it is this old and nothing published refers to it.
 STALE_AFTER = timedelta(hours=6)
 STAGE_TABLE = "runtime_events_stage"
@@ -33,19 +33,28 @@ def new_run_token(now: datetime | None = None) -> str:
 
 
 def check_token(token: str) -> str:
-    if not isinstance(token, str) or not _TOKEN.match(token):
+    """``token`` if it is of the form :func:`new_run_token` makes (with a real time), else ValueError."""
+    match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
+    try:
+        datetime.strptime(match.group(1), "%Y%m%dt%H%M%S") if match else None
+    except ValueError:
+        match = None
+    if not match:
         raise ValueError(f"run token {token!r} is not of the form the project makes")
     return token
 
 
 def token_started(token: str) -> datetime:
     """When the run of ``token`` started (the time in its name, UTC)."""
-    return datetime.strptime(_TOKEN.match(check_token(token)).group(1), "%Y%m%dt%H%M%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(check_token(token)[1:16], "%Y%m%dt%H%M%S").replace(tzinfo=timezone.utc)
 
 
 def is_stale(token: str, now: datetime, age: timedelta = STALE_AFTER) -> bool:
-    """Whether the run of ``token`` started more than ``age`` before ``now``."""
-    return bool(_TOKEN.match(token or "")) and now - token_started(token) > age
+    """Whether the run of ``token`` started more than ``age`` before ``now`` (not a token: no)."""
+    try:
+        return now - token_started(token) > age
+    except ValueError:
+        return False
 
 
 def token_of_work_table(name: str) -> str | None:
@@ -80,8 +89,10 @@ class RunPlan:
 
     def __post_init__(self) -> None:
         check_token(self.run_token)
-        if not self.days or list(self.days) != sorted(set(self.days)) or self.days[-1] != self.logical_date:
-            raise ValueError(f"a run's days must be distinct, ascending and end on its day, not {self.days}")
+        consecutive = all((b - a).days == 1 for a, b in zip(self.days, self.days[1:]))
+        if not self.days or not consecutive or self.days[-1] != self.logical_date:
+            raise ValueError(f"a run's days must be consecutive and end on its day {self.logical_date}, not "
+                             f"{[d.isoformat() for d in self.days]}")
 
     @property
     def dt_from(self) -> str:
@@ -138,8 +149,10 @@ class RunPlan:
         if not isinstance(value, dict):
             raise ValueError(f"a run plan is a mapping, not {type(value).__name__}")
         try:
+            if not isinstance(value["days"], list | tuple):
+                raise ValueError(f"days must be a list of dates, not {value['days']!r}")
             days = tuple(date.fromisoformat(d) for d in value["days"])
-            logical = date.fromisoformat(value.get("logical_date") or value["days"][-1])
+            logical = date.fromisoformat(value["logical_date"])
             allow_shrink = value.get("allow_shrink", False)
             if not isinstance(allow_shrink, bool):
                 raise ValueError(f"allow_shrink must be true or false, not {allow_shrink!r}")

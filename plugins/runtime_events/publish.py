@@ -80,6 +80,13 @@ def place_reference_files(lake: Lake) -> None:
         if lake.storage.read_text(location) != text:
             lake.storage.write_text(location, text)
             log.info("reference table %s: %s written (%d rows)", table.name, location, text.count("\n"))
+        root = lake.settings.table_location(table.name)
+        others = [f for f in lake.storage.files(root) if f != location
+                  and not any(part.startswith((".", "_")) for part in f[len(root):].split("/"))]
+        if others:
+            log.warning("table %s reads every file under %s, and %d are not the package's (%s): their rows are "
+                        "read too and count again in what joins the table. Move them out; the project deletes "
+                        "nothing it did not write.", table.name, root, len(others), ", ".join(others[:5]))
 
 
 def reference_file_location(settings: Settings, table: Table) -> str:
@@ -142,10 +149,7 @@ def publish(lake: Lake, table: Table, run: RunPlan, days: list[str], rows: dict[
         raise PublishError(
             f"run {token} has finished or its version of {table.name} is gone (its clean-up ran): "
             "publishing it again would drop its days. Start a new run of the day instead.")
-    declared = (catalogue.definition(table.name) or {}).get("partition_keys")
-    if declared is not None and tuple(declared) != table.partition_keys:
-        raise PublishError(f"table {table.name} is partitioned by {declared} in the catalogue, not by "
-                           f"{list(table.partition_keys)} as the project declares: was it created by hand?")
+    check_version_matches(table, catalogue.definition(table.name), catalogue.definition(version))
     day_of = table.day_of
     history = ledger.history(table.name)
     recorded = history.latest()
@@ -182,6 +186,24 @@ def publish(lake: Lake, table: Table, run: RunPlan, days: list[str], rows: dict[
                "days_kept": sorted(set(run.day_strings) - rebuild)}
     log.info("published %s", summary)
     return summary
+
+
+def check_version_matches(table: Table, published: dict | None, version: dict) -> None:
+    """The table exists with the declared partition keys, and the run's version has its columns:
+    Athena reads Parquet by column name, so a misnamed column would publish as nulls."""
+    if published is None:
+        raise PublishError(f"table {table.name} is not in the catalogue: its create_table.sql did not create it "
+                           f"(does the file create the table of its own folder?)")
+    if tuple(published["partition_keys"]) != table.partition_keys:
+        raise PublishError(f"table {table.name} is partitioned by {published['partition_keys']} in the catalogue, "
+                           f"not by {list(table.partition_keys)} as the project declares: was it created by hand?")
+    wanted = [*published.get("columns", []), *published["partition_keys"]]
+    got = [*version.get("columns", []), *version["partition_keys"]]
+    if sorted(wanted) != sorted(got):
+        missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
+        raise PublishError(f"the run's version of {table.name} does not have the table's columns (missing: "
+                           f"{', '.join(missing) or 'none'}; not in the table: {', '.join(extra) or 'none'}): "
+                           f"its select.sql must give the columns of its create_table.sql. Nothing was published.")
 
 
 def _order(item: tuple) -> tuple:

@@ -22,7 +22,13 @@ COLUMNS = {
     "rule_attack_techniques": ("rule_name", "tactic", "technique_id", "technique_name", "source"),
 }
 KEYS = {"rule_attack_techniques": ("rule_name", "tactic", "technique_id")}
-_FORMS = {"technique_id": re.compile(r"^T[0-9]{4}(\.[0-9]{3})?$"), "source": re.compile(r"^https://\S+$")}
+_FORMS = {"technique_id": re.compile(r"T[0-9]{4}(\.[0-9]{3})?"), "source": re.compile(r"https://\S+")}
+# MITRE ATT&CK Enterprise's tactics, as https://attack.mitre.org/tactics/enterprise/ names them.
+TACTICS = frozenset({
+    "Reconnaissance", "Resource Development", "Initial Access", "Execution", "Persistence",
+    "Privilege Escalation", "Defense Evasion", "Credential Access", "Discovery", "Lateral Movement",
+    "Collection", "Command and Control", "Exfiltration", "Impact"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ReferenceError(ValueError):
@@ -31,19 +37,38 @@ class ReferenceError(ValueError):
 
 @cache
 def rows(table: str) -> tuple[dict, ...]:
-    path = FOLDER / f"{table}.csv"
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS[table]:
-            raise ReferenceError(f"{path}: the header must be {','.join(COLUMNS[table])}, not {reader.fieldnames}")
-        found = tuple(reader)
+    """The rows of the reference table shipped with the package, checked."""
+    return read(FOLDER / f"{table}.csv", table)
+
+
+def read(path: Path, table: str) -> tuple[dict, ...]:
+    """The rows of reference file ``path`` for ``table``; ReferenceError naming the line when a
+    row is not of the table's form."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is allowed
+            reader = csv.DictReader(f, strict=True)
+            if tuple(reader.fieldnames or ()) != COLUMNS[table]:
+                raise ReferenceError(f"{path}: the header must be {','.join(COLUMNS[table])}, not "
+                                     f"{','.join(reader.fieldnames or ()) or 'missing'}")
+            found = tuple(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ReferenceError(f"{path}: not a UTF-8 CSV file ({exc})") from None
+    if not found:
+        raise ReferenceError(f"{path}: no rows (a reference table that maps nothing empties what it feeds)")
     seen = set()
     for number, row in enumerate(found, start=2):
-        if any(not (value or "").strip() for value in row.values()) or None in row:
-            raise ReferenceError(f"{path} line {number}: every column needs a value ({row})")
+        if None in row or None in row.values():
+            raise ReferenceError(f"{path} line {number}: {len(COLUMNS[table])} columns expected")
+        for column, value in row.items():
+            if not value or value != value.strip() or _CONTROL.search(value):
+                raise ReferenceError(f"{path} line {number}: {column} {value!r} is empty, has spaces around it "
+                                     "or control characters")
         for column, form in _FORMS.items():
-            if column in row and not form.match(row[column]):
+            if column in row and not form.fullmatch(row[column]):
                 raise ReferenceError(f"{path} line {number}: {column} {row[column]!r} is not of its form")
+        if "tactic" in row and row["tactic"] not in TACTICS:
+            raise ReferenceError(f"{path} line {number}: tactic {row['tactic']!r} is not an ATT&CK Enterprise "
+                                 f"tactic ({', '.join(sorted(TACTICS))})")
         key = tuple(row[k] for k in KEYS[table])
         if key in seen:
             raise ReferenceError(f"{path} line {number}: {key} is listed twice")

@@ -21,10 +21,14 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def sql_params(settings: Settings, run: RunPlan | dict | None, extra: dict | None = None,
-               today: date | None = None) -> dict:
+               today: date | None = None, query: str | None = None) -> dict:
     """``params`` for a statement: settings that reach SQL, the run's window, token and work
     tables, and per-statement values (``table``, ``tables``, ``batch``, ``partitions``,
-    ``no_data``), each checked for its form."""
+    ``no_data``), each checked for its form. A statement of a table's folder (``query``
+    ``<table>/...sql``) gets that table as ``table``: its name is written once, by its folder."""
+    folder = query.split("/")[0] if query and "/" in query else None
+    if folder in {t.name for t in TABLES} and "table" not in (extra or {}):
+        extra = {**(extra or {}), "table": folder}
     params = {
         "database": settings.database,
         "raw_location": settings.raw_location,

@@ -114,6 +114,10 @@ def publish_events(run: dict, audit: dict) -> dict:
 def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> list[dict]:
     plan, lake = RunPlan.of(run), _lake()
     with _refusals_fail_now():
+        for table in AGGREGATES:  # one bad version stops the others before any of them is published
+            version = lake.catalogue.definition(plan.version_table(table.name))
+            if version is not None:  # a missing one: publish says why
+                publish.check_version_matches(table, lake.catalogue.definition(table.name), version)
         summaries = [publish.publish(lake, table, plan, events["days_rebuilt"], version_rows(counts, table.name))
                      for table in AGGREGATES]
     for asset in AGGREGATE_ASSETS:

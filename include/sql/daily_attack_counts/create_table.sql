@@ -1,7 +1,7 @@
 -- Alerts a day per cluster and MITRE ATT&CK technique (through rule_attack_techniques): how many,
 -- on how many pods, when first and last seen, and the highest severity among them.
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("daily_attack_counts") -%}
+{% call parquet_table() -%}
     `cluster_id` string,
     `tactic` string,
     `technique_id` string,

@@ -1,6 +1,6 @@
 -- Alerts a day per cluster, rule and severity, with the workloads they touched.
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("daily_rule_counts") -%}
+{% call parquet_table() -%}
     `cluster_id` string,
     `rule_name` string,
     `severity` string,

@@ -1,6 +1,6 @@
 -- Alerts a day per workload (cluster, namespace, pod): how many, how severe, how many rules.
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("daily_workload_counts") -%}
+{% call parquet_table() -%}
     `cluster_id` string,
     `namespace` string,
     `pod_name` string,

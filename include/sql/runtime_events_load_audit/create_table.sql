@@ -1,7 +1,7 @@
 -- One row per run and event day (and one with a null dt for lines whose day is unknown):
 -- every scanned line of the run's window is loaded, dropped as a duplicate or rejected.
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("runtime_events_load_audit") -%}
+{% call parquet_table() -%}
     `run_token` string,
     `logical_date` string,
     `dt` string,

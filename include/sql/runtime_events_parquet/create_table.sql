@@ -1,7 +1,7 @@
 -- The curated copy: one row per valid, de-duplicated alert, by event day and cluster.
 -- Each partition points at the folder of the run that last rebuilt it (write-audit-publish).
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("runtime_events_parquet") -%}
+{% call parquet_table() -%}
     `event_id` string,
     `event_time` timestamp,
     `container_id` string,

@@ -1,7 +1,7 @@
 -- One row per statement a run sent: the bytes Athena scanned and the estimated cost ($5 per TB
 -- scanned, rounded up to the MB, 10 MB minimum per query; DDL that scans nothing is free).
 {% from "_macros.sql" import parquet_table with context -%}
-{% call parquet_table("runtime_events_query_costs") -%}
+{% call parquet_table() -%}
     `run_token` string,
     `logical_date` string,
     `task_id` string,
