@@ -247,3 +247,77 @@ def write_nasty_alerts(raw_dir: Path, days: list[str], per_day: int = 150, seed:
     for rel in [".ignored.json", "_tmp/alerts.json", "_tmp/sub/alerts.json.gz", "edge/.hidden/x.json",
                 "edge/_SUCCESS", "edge/_partial.json", "lightspin/.staging/y.json.gz"]:
         _write(raw_dir / rel, hidden, gz=rel.endswith(".gz"))
+
+
+# -- Falco's own shape (Falcosidekick's S3 output) ------------------------------------------------
+FALCO_PRIORITIES = ["Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational",
+                    "Debug", "Info", "informational", "", None, "Loud"]
+FALCO_RULES = {
+    "Terminal shell in container": ["container", "shell", "mitre_execution", "T1059"],
+    "Adding ssh keys to authorized_keys": ["host", "container", "mitre_persistence", "T1098.004"],
+    "Clear Log Activities": ["host", "container", "filesystem", "mitre_defense_evasion", "T1070"],
+    "Write below binary dir": ["host", "container", "filesystem", "mitre_persistence"],
+    "A rule nobody maps": ["custom"],
+}
+
+
+def _falco(day: str, cluster: str | None, rule: str, i: int, rng: random.Random, cluster_field="cluster_id") -> dict:
+    t = _ns(day, rng.randrange(24), rng.randrange(60), rng.randrange(60), rng.randrange(10**9))
+    ns = rng.choice(NAMESPACES)
+    fields = {"container.id": f"{rng.randrange(16**12):012x}", "evt.time": t, "k8s.ns.name": ns,
+              "k8s.pod.name": None if ns is None else f"{ns}-app-{rng.randrange(4)}",
+              "proc.cmdline": rng.choice(["sh -c clear; (bash || ash || sh)", "touch /bin/hack", None]),
+              "proc.name": "sh", "proc.pid": rng.choice([rng.randrange(1, 65536), None]), "user.loginuid": -1}
+    if cluster is not None:
+        fields[cluster_field] = cluster  # Falcosidekick's customfields land in output_fields
+    return {"uuid": f"{rng.getrandbits(128):032x}", "output": f"{iso(t, digits=9)[11:-1]}: {rule} ({i})",
+            "priority": rng.choice(FALCO_PRIORITIES[:8]) if rng.random() < 0.85 else rng.choice(FALCO_PRIORITIES),
+            "rule": rule, "time": iso(t, digits=9), "output_fields": dict(sorted(fields.items())),
+            "source": "syscall", "tags": sorted(FALCO_RULES.get(rule, [])), "hostname": f"node-{rng.randrange(3)}"}
+
+
+def write_falco_alerts(raw_dir: Path, days: list[str], per_day: int = 60, seed: int = 11,
+                       cluster_field: str = "cluster_id", layout: str = "{yyyy}-{MM}-{dd}/") -> None:
+    """Falcosidekick's S3 output: one alert a file, no final newline, under <YYYY-MM-DD>/ of its
+    arrival, plus the edge cases of Falco's shape: evt.time as nanoseconds, as ISO text (the
+    evt.time.iso8601 field) or missing (then `time`), null k8s fields, a missing cluster field,
+    a redelivered alert (same uuid, another file), alerts without uuid, tags that are not
+    strings, a numeric hostname, output_fields that is not an object."""
+    rng = random.Random(seed)
+    raw_dir = Path(raw_dir)
+    n = 0
+
+    def put(day: str, alert) -> None:
+        nonlocal n
+        n += 1
+        folder = layout.replace("{yyyy}", day[:4]).replace("{MM}", day[5:7]).replace("{dd}", day[8:10])
+        text = alert if isinstance(alert, bytes) else _line(alert, separators=(",", ":"))
+        _write(raw_dir / folder / f"{day}T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.{n:09d}Z.json",
+               [text], final_eol=False)
+
+    for day in days:
+        for i in range(per_day):
+            put(day, _falco(day, rng.choice(CLUSTERS), rng.choice(list(FALCO_RULES)), i, rng, cluster_field))
+    d = days[-1]
+    again = _falco(d, "prod-eu-1", "Terminal shell in container", 900, rng, cluster_field)
+    put(d, again)
+    put(d, again)                                      # redelivered: one row
+    no_uuid = {k: v for k, v in _falco(d, "staging", "Clear Log Activities", 901, rng, cluster_field).items()
+               if k != "uuid"}
+    put(d, no_uuid)
+    put(d, no_uuid)                                    # no uuid: equal alerts are one row
+    iso_time = _falco(d, "prod-us-2", "Terminal shell in container", 902, rng, cluster_field)
+    iso_time["output_fields"]["evt.time.iso8601"] = iso(iso_time["output_fields"].pop("evt.time"), digits=9)
+    put(d, iso_time)
+    only_time = _falco(d, "prod-us-2", "Write below binary dir", 903, rng, cluster_field)
+    only_time["output_fields"]["evt.time"] = None      # Falco's own time field instead
+    put(d, only_time)
+    put(d, _falco(d, None, "Terminal shell in container", 904, rng, cluster_field))   # no cluster: rejected
+    odd_tags = _falco(d, "staging", "Adding ssh keys to authorized_keys", 905, rng, cluster_field)
+    odd_tags["tags"] = ["T1098.004", 7, {"x": 1}, None, "mitre_persistence"]
+    odd_tags["hostname"] = 12345
+    put(d, odd_tags)
+    no_fields = _falco(d, "staging", "Terminal shell in container", 906, rng, cluster_field)
+    no_fields["output_fields"] = None                  # not Falco's shape after all
+    put(d, no_fields)
+    put(d, b'{"rule": "Terminal shell in container", "output_fields": {"evt.time": "soon"')  # cut off

@@ -24,7 +24,7 @@ RAW = ["raw_" + k for k in KEYS]   # text of each raw field in valid_df (names a
 REASONS = ["invalid_utf8", "malformed_json", "not_object", "bad_event_time",
            "missing_cluster_id", "bad_cluster_id", "missing_rule_name"]
 _SAFE_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name",
+CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name", "tags", "hostname",
            "description", "severity", "related_cves", "dt", "cluster_id"]
 
 # The ATT&CK reference file shipped with the package: the oracle reads it with pandas on its own.
@@ -139,18 +139,52 @@ def extract_cves(s) -> list[str]:
     return sorted({m.upper() for m in _CVE.findall(s)}) if isinstance(s, str) else []
 
 
-def _check(line: bytes):
-    """-> (reason or None, alert dict or None, event_time or None)."""
+def falco_view(obj: dict, fmt: str, cluster_field: str) -> tuple[dict, dict | None]:
+    """The alert as Panoptica's eleven keys, and (for a Falco line) its Falco-only values.
+
+    Falco's JSON (as Falcosidekick writes it): rule, priority, time, output, tags, hostname, uuid
+    and the event's fields under output_fields. Under 'auto' a line is Falco's when its
+    output_fields is an object."""
+    fields = obj.get("output_fields")
+    if not (fmt == "falco" or (fmt == "auto" and isinstance(fields, dict))):
+        return obj, None
+    fields = fields if isinstance(fields, dict) else {}
+    when = next((fields[k] for k in ("evt.time", "evt.time.iso8601") if fields.get(k) is not None), obj.get("time"))
+    flat = {"container.id": fields.get("container.id"), "evt.time": when, "k8s.ns.name": fields.get("k8s.ns.name"),
+            "k8s.pod.name": fields.get("k8s.pod.name"), "proc.cmdline": fields.get("proc.cmdline"),
+            "proc.pid": fields.get("proc.pid"), "cluster_id": fields.get(cluster_field), "rule_name": obj.get("rule"),
+            "description": obj.get("output"), "severity": obj.get("priority"), "related_cves": obj.get("related_cves")}
+    tags = obj.get("tags")
+    uuid = obj.get("uuid")
+    if isinstance(uuid, bool):
+        uuid = "true" if uuid else "false"
+    elif isinstance(uuid, int):
+        uuid = str(uuid)
+    elif not isinstance(uuid, str):
+        uuid = None
+    extra = {"tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+             "hostname": as_text(obj.get("hostname")), "uuid": uuid}
+    return flat, extra
+
+
+def _check(line: bytes, fmt: str = "panoptica", cluster_field: str = "cluster_id"):
+    """-> (reason or None, alert dict or None, event_time or None, Falco values or None)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        return "invalid_utf8", None, None
+        return "invalid_utf8", None, None, None
     try:
         obj = _strict_json(text)
     except ValueError:
-        return "malformed_json", None, None
+        return "malformed_json", None, None, None
     if not isinstance(obj, dict):
-        return "not_object", None, None
+        return "not_object", None, None, None
+    obj, falco = falco_view(obj, fmt, cluster_field)
+    reason, obj, ts = _check_alert(obj)
+    return reason, obj, ts, falco
+
+
+def _check_alert(obj: dict):
     ts = parse_event_time(obj.get("evt.time"))
     if ts is None:
         return "bad_event_time", obj, None
@@ -174,11 +208,11 @@ def _ms(values) -> pd.Series:
     return pd.Series(np.array([np.datetime64(v, "ms") for v in values], dtype="datetime64[ms]"))
 
 
-def classify(raw_lines):
+def classify(raw_lines, fmt: str = "panoptica", cluster_field: str = "cluster_id"):
     """-> (valid_df, rejects_df); one row per valid alert line / per rejected line."""
     valid, rejects = [], []
     for source, line in raw_lines:
-        reason, obj, ts = _check(line)
+        reason, obj, ts, falco = _check(line, fmt, cluster_field)
         dt = ts.date().isoformat() if ts else None
         if reason:
             rejects.append({"source_file": source, "reason": reason, "dt": dt})
@@ -190,10 +224,12 @@ def classify(raw_lines):
                       "cmdline": raw["raw_proc.cmdline"], "pid": parse_pid(obj.get("proc.pid")),
                       "description": raw["raw_description"],
                       "severity": canonical_severity(raw["raw_severity"]),
-                      "related_cves": extract_cves(raw["raw_related_cves"]), "source_file": source})
+                      "related_cves": extract_cves(raw["raw_related_cves"]), "source_file": source,
+                      "tags": (falco or {}).get("tags", []), "hostname": (falco or {}).get("hostname"),
+                      "uuid": (falco or {}).get("uuid") or None})
     cols = RAW + ["event_time", "dt", "cluster_id", "rule_name", "namespace", "pod_name",
                   "container_id", "cmdline", "pid", "description", "severity", "related_cves",
-                  "source_file"]
+                  "source_file", "tags", "hostname", "uuid"]
     valid_df = pd.DataFrame(valid, columns=cols, dtype=object)
     valid_df["event_time"] = _ms(valid_df["event_time"])
     valid_df["pid"] = pd.array(list(valid_df["pid"]), dtype="Int32")
@@ -203,9 +239,11 @@ def classify(raw_lines):
 
 # ---------------------------------------------------------------- tables (section 4)
 def _duplicated(valid_df: pd.DataFrame) -> list[bool]:
-    """True for every valid line whose eleven raw texts equal an earlier line's."""
+    """True for every valid line that repeats an earlier one: the same Falcosidekick uuid, or
+    (without one) the same eleven raw texts."""
     seen, out = set(), []
-    for key in zip(*(valid_df[c].tolist() for c in RAW)):
+    for uuid, *texts in zip(valid_df["uuid"].tolist(), *(valid_df[c].tolist() for c in RAW)):
+        key = ("uuid", uuid) if uuid else ("raw", *texts)
         out.append(key in seen)
         seen.add(key)
     return out
@@ -238,8 +276,9 @@ def _finish(df: pd.DataFrame, counts=(), times=()) -> pd.DataFrame:
     return df[first + ["dt"]]
 
 
-def expected_tables(raw_dir, days: list[str]) -> dict[str, pd.DataFrame]:
-    valid_df, _ = classify(read_alert_lines(raw_dir))
+def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
+                    cluster_field: str = "cluster_id") -> dict[str, pd.DataFrame]:
+    valid_df, _ = classify(read_alert_lines(raw_dir), fmt, cluster_field)
     kept = valid_df[~np.array(_duplicated(valid_df), dtype=bool)]
     cur = kept[kept["dt"].isin(list(days))][CURATED].reset_index(drop=True)
     rows = cur.astype(object).to_dict("records")
@@ -287,9 +326,9 @@ def attack_techniques() -> pd.DataFrame:
     return df.astype(object)
 
 
-def expected_counts(raw_dir) -> pd.DataFrame:
+def expected_counts(raw_dir, fmt: str = "panoptica", cluster_field: str = "cluster_id") -> pd.DataFrame:
     """Section 6 per dt (None = day unknown): loaded, duplicate and rejected lines by reason."""
-    valid_df, rejects_df = classify(read_alert_lines(raw_dir))
+    valid_df, rejects_df = classify(read_alert_lines(raw_dir), fmt, cluster_field)
     kinds = [(d, "duplicate" if dup else "loaded")
              for d, dup in zip(valid_df["dt"], _duplicated(valid_df))]
     kinds += [(d, "rejected_" + r) for d, r in zip(rejects_df["dt"], rejects_df["reason"])]

@@ -49,8 +49,8 @@ def test_curated_columns_and_types(loaded):
         ("event_id", "string"), ("event_time", "timestamp"), ("container_id", "string"),
         ("namespace", "string"), ("pod_name", "string"), ("cmdline", "string"), ("pid", "int"),
         ("rule_name", "string"), ("description", "string"), ("severity", "string"),
-        ("related_cves", "array<string>"), ("source_file", "string"), ("dt", "string"),
-        ("cluster_id", "string"),
+        ("related_cves", "array<string>"), ("source_file", "string"), ("tags", "array<string>"),
+        ("hostname", "string"), ("dt", "string"), ("cluster_id", "string"),
     ]
 
 

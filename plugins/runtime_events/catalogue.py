@@ -25,6 +25,12 @@ def check_values(table: str, keys: list[str], values: list[Values]) -> None:
             raise PartitionKeysError(f"partition {list(v)} does not match the keys {keys} of table {table}")
 
 
+# The fields of Glue's GetTable answer that UpdateTable takes back.
+_TABLE_INPUT = ("Name", "Description", "Owner", "LastAccessTime", "LastAnalyzedTime", "Retention",
+                "StorageDescriptor", "PartitionKeys", "ViewOriginalText", "ViewExpandedText", "TableType",
+                "Parameters", "TargetTable")
+
+
 class GlueRefused(Exception):
     """Glue answered a partition change with errors (a concurrent change, throttling): retried."""
 
@@ -36,6 +42,7 @@ class Catalogue(Protocol):
     def tables(self) -> list[str]: ...
     def definition(self, table: str) -> dict | None: ...
     def set_aside_damaged(self, table: str) -> str | None: ...
+    def add_columns(self, table: str, columns: list[tuple[str, str]]) -> None: ...
 
 
 # -- the embedded engine's side ---------------------------------------------------------------
@@ -60,6 +67,9 @@ class EmbeddedCatalogue:
 
     def tables(self) -> list[str]:
         return self.metastore.list_tables(self.database)
+
+    def add_columns(self, table: str, columns: list[tuple[str, str]]) -> None:
+        self.metastore.add_columns(self.database, table, columns)
 
     def set_aside_damaged(self, table: str) -> str | None:
         """Move a catalogue file that cannot be read aside (``repair`` then re-creates the table)."""
@@ -139,6 +149,16 @@ class GlueCatalogue:
         for page in self.client.get_paginator("get_tables").paginate(DatabaseName=self.database):
             names.extend(t["Name"] for t in page["TableList"])
         return names
+
+    def add_columns(self, table: str, columns: list[tuple[str, str]]) -> None:
+        """Glue's UpdateTable with the columns appended (what ALTER TABLE ADD COLUMNS does)."""
+        found = self.client.get_table(DatabaseName=self.database, Name=table)["Table"]
+        table_input = {key: found[key] for key in _TABLE_INPUT if key in found}
+        descriptor = dict(table_input["StorageDescriptor"])
+        taken = {c["Name"] for c in descriptor.get("Columns", [])} | {k["Name"] for k in found.get("PartitionKeys", [])}
+        descriptor["Columns"] = [*descriptor.get("Columns", []),
+                                 *({"Name": c, "Type": t} for c, t in columns if c not in taken)]
+        self.client.update_table(DatabaseName=self.database, TableInput={**table_input, "StorageDescriptor": descriptor})
 
     def set_aside_damaged(self, table: str) -> str | None:
         return None  # Glue keeps no files of its own to damage

@@ -15,6 +15,7 @@ inside that table's own folder. Whatever the ledger does not name is reported, n
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from runtime_events.partitions import partition_path
 from runtime_events.planning import RunPlan, is_stale, token_of_work_table
 from runtime_events.settings import Settings
 from runtime_events.storage import Storage, delete_inside
-from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW, REFERENCE, Table
+from runtime_events.tables import AGGREGATES, EVENTS, PUBLISHED, RAW, REFERENCE, TABLES, Table
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,48 @@ def prepare_run(lake: Lake, plan: RunPlan) -> None:
         log.info("table %s no longer matches raw_location/raw_layout: re-created by create_tables", table)
         lake.catalogue.drop_table(table)
     place_reference_files(lake)
+    add_new_columns(lake)
     lake.ledger.start_run(plan.run_token, run_folders(settings, plan))
+
+
+def add_new_columns(lake: Lake) -> list[str]:
+    """Bring the project's tables made by an earlier release up to their DDL: columns the DDL
+    has and the table lacks are appended (as ALTER TABLE ADD COLUMNS would; files written before
+    read them as null). Nothing is dropped, renamed or retyped; the partitions stay."""
+    changed = []
+    for table in TABLES:
+        if table.kind not in ("curated", "aggregate", "record"):
+            continue
+        found = lake.catalogue.definition(table.name)
+        if found is None:
+            continue  # create_tables makes it, whole
+        have = set(found.get("columns", [])) | set(found["partition_keys"])
+        missing = [(c, t) for c, t in ddl_columns(lake.settings, table) if c not in have]
+        if missing:
+            log.info("table %s: adding the columns %s that this release's DDL has", table.name,
+                     ", ".join(f"{c} {t}" for c, t in missing))
+            lake.catalogue.add_columns(table.name, missing)
+            changed.append(table.name)
+    return changed
+
+
+_COLUMN = re.compile(r"^\s*`([a-z_][a-z0-9_]*)`\s+([a-z][a-z0-9_<>(), ]*?)\s*,?\s*$")
+
+
+def ddl_columns(settings: Settings, table: Table) -> list[tuple[str, str]]:
+    """The columns (name, type) the table's ``create_table.sql`` declares, in order."""
+    from runtime_events import sql
+
+    text = sql.render(table.create_sql, sql.sql_params(settings, None, query=table.create_sql))
+    body = text[text.index("(", text.index(f".{table.name}")) + 1:]
+    columns = []
+    for line in body.splitlines():
+        if line.startswith(")"):
+            break
+        match = _COLUMN.match(line)
+        if match:
+            columns.append((match.group(1), match.group(2)))
+    return columns
 
 
 def place_reference_files(lake: Lake) -> None:

@@ -75,6 +75,8 @@ class Settings:
     athena_result_encryption: str = ""
     deferrable: bool = False
     raw_layout: str = "flat"
+    raw_format: str = "panoptica"
+    falco_cluster_field: str = "cluster_id"
     redact_cmdline: bool = False
     quicksight_dataset_ids: tuple[str, ...] = ()
 
@@ -279,6 +281,30 @@ def _raw_layout(name: str, value: str | None) -> str:
     return text
 
 
+RAW_FORMATS = ("panoptica", "falco", "auto")
+# An output field name as Falco writes them (k8s.ns.name, proc.aname_2 after Falcosidekick's
+# bracket replacer, a customfield such as cluster_id): it goes into a JSON path in SQL.
+_FIELD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _raw_format(name: str, value: str | None) -> str:
+    text = (_text(value) or "panoptica").lower()
+    if text not in RAW_FORMATS:
+        raise SettingsError(name, value, "panoptica (the flat Panoptica alert), falco (Falco's JSON as "
+                            "Falcosidekick writes it) or auto (per line: a line with output_fields is Falco's)")
+    return text
+
+
+def _falco_cluster_field(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return "cluster_id"
+    if not _FIELD.match(text):
+        raise SettingsError(name, value, "the name of a Falco output field (letters, digits, . _ -), such as "
+                            "cluster_id (Falcosidekick's customfields) or k8smeta.cluster.name")
+    return text
+
+
 def _retention_days(name: str, value: str | None) -> int:
     text = _text(value)
     if text is None:
@@ -322,6 +348,8 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "athena_result_encryption": _encryption,
     "deferrable": _flag,
     "raw_layout": _raw_layout,
+    "raw_format": _raw_format,
+    "falco_cluster_field": _falco_cluster_field,
     "redact_cmdline": _flag,
     "quicksight_dataset_ids": _dataset_ids,
     "retention_days": _retention_days,

@@ -35,6 +35,8 @@ def sql_params(settings: Settings, run: RunPlan | dict | None, extra: dict | Non
         "curated_location": settings.curated_location,
         "redact_cmdline": settings.redact_cmdline,
         "raw_layout": settings.raw_layout,
+        "raw_format": settings.raw_format,
+        "falco_cluster_field": settings.falco_cluster_field,
         "lookback_days": settings.lookback_days,
         "partition_keys": {t.name: list(t.partition_keys) for t in TABLES},
         "no_data": False,

@@ -52,6 +52,7 @@ class Table:
 TABLES = (
     Table("runtime_events", "raw"),
     Table("runtime_events_lines", "raw"),
+    Table("falco_events", "raw"),
     Table("runtime_events_parquet", "curated", ("dt", "cluster_id")),
     Table("rule_attack_techniques", "reference"),
     Table("daily_rule_counts", "aggregate", ("dt",)),

@@ -13,5 +13,7 @@
     `description` string,
     `severity` string,
     `related_cves` array<string>,
-    `source_file` string
+    `source_file` string,
+    `tags` array<string>,
+    `hostname` string
 {%- endcall %}

@@ -30,6 +30,45 @@ WITH lines AS (
 {%- endif %}
 ),
 
+-- Which shape each line has: Panoptica's flat alert, or Falco's JSON (as Falcosidekick writes it:
+-- rule, priority, time, output, tags, hostname, uuid, and the event's fields under output_fields).
+docs AS (
+    SELECT
+        source_file,
+        line,
+        doc,
+        arrival_day,
+        substr(json_format(doc), 1, 1) = '{' AS is_object,
+{%- if params.raw_format == 'falco' %}
+        true AS is_falco
+{%- elif params.raw_format == 'auto' %}
+        -- a line whose output_fields is a JSON object is Falco's
+        coalesce(substr(json_format(json_extract(doc, '$.output_fields')), 1, 1) = '{', false) AS is_falco
+{%- else %}
+        false AS is_falco
+{%- endif %}
+    FROM lines
+),
+
+{#- A field's JSON value: at its Panoptica path, or at its Falco path; only what raw_format reads. -#}
+{%- macro field(panoptica, falco) -%}
+{%- if params.raw_format == 'panoptica' or not falco -%}
+{%- if panoptica %}json_extract(doc, '{{ panoptica }}'){% else %}CAST(NULL AS json){% endif -%}
+{%- elif params.raw_format == 'falco' or not panoptica -%}
+{%- if params.raw_format == 'auto' %}CASE WHEN is_falco THEN {% endif %}{{ falco }}{% if params.raw_format == 'auto' %} END{% endif -%}
+{%- else -%}
+CASE WHEN is_falco THEN {{ falco }} ELSE json_extract(doc, '{{ panoptica }}') END
+{%- endif -%}
+{%- endmacro %}
+{%- set falco_time -%}
+coalesce(
+            CASE WHEN json_format(json_extract(doc, '$.output_fields["evt.time"]')) <> 'null'
+                THEN json_extract(doc, '$.output_fields["evt.time"]') END,
+            CASE WHEN json_format(json_extract(doc, '$.output_fields["evt.time.iso8601"]')) <> 'null'
+                THEN json_extract(doc, '$.output_fields["evt.time.iso8601"]') END,
+            json_extract(doc, '$.time'))
+{%- endset %}
+
 -- Each field's JSON value, taken out of the line once.
 raw_values AS (
     SELECT
@@ -37,19 +76,23 @@ raw_values AS (
         line,
         doc,
         arrival_day,
-        substr(json_format(doc), 1, 1) = '{' AS is_object,
-        json_extract(doc, '$["container.id"]') AS container_id_json,
-        json_extract(doc, '$["evt.time"]') AS evt_time_json,
-        json_extract(doc, '$["k8s.ns.name"]') AS namespace_json,
-        json_extract(doc, '$["k8s.pod.name"]') AS pod_name_json,
-        json_extract(doc, '$["proc.cmdline"]') AS cmdline_json,
-        json_extract(doc, '$["proc.pid"]') AS pid_json,
-        json_extract(doc, '$["cluster_id"]') AS cluster_id_json,
-        json_extract(doc, '$["rule_name"]') AS rule_name_json,
-        json_extract(doc, '$["description"]') AS description_json,
-        json_extract(doc, '$["severity"]') AS severity_json,
-        json_extract(doc, '$["related_cves"]') AS related_cves_json
-    FROM lines
+        is_object,
+        is_falco,
+        {{ field('$["container.id"]', "json_extract(doc, '$.output_fields[\"container.id\"]')") }} AS container_id_json,
+        {{ field('$["evt.time"]', falco_time) }} AS evt_time_json,
+        {{ field('$["k8s.ns.name"]', "json_extract(doc, '$.output_fields[\"k8s.ns.name\"]')") }} AS namespace_json,
+        {{ field('$["k8s.pod.name"]', "json_extract(doc, '$.output_fields[\"k8s.pod.name\"]')") }} AS pod_name_json,
+        {{ field('$["proc.cmdline"]', "json_extract(doc, '$.output_fields[\"proc.cmdline\"]')") }} AS cmdline_json,
+        {{ field('$["proc.pid"]', "json_extract(doc, '$.output_fields[\"proc.pid\"]')") }} AS pid_json,
+        {{ field('$["cluster_id"]', "json_extract(doc, '$.output_fields[\"" ~ params.falco_cluster_field ~ "\"]')") }} AS cluster_id_json,
+        {{ field('$["rule_name"]', "json_extract(doc, '$.rule')") }} AS rule_name_json,
+        {{ field('$["description"]', "json_extract(doc, '$.output')") }} AS description_json,
+        {{ field('$["severity"]', "json_extract(doc, '$.priority')") }} AS severity_json,
+        {{ field('$["related_cves"]', none) }} AS related_cves_json,
+        {{ field(none, "json_extract(doc, '$.tags')") }} AS tags_json,
+        {{ field(none, "json_extract(doc, '$.hostname')") }} AS hostname_json,
+        {{ field(none, "json_extract(doc, '$.uuid')") }} AS uuid_json
+    FROM docs
 ),
 
 -- A string value as it is; any other JSON value as its compact JSON text; null when missing.
@@ -60,6 +103,7 @@ fields AS (
         doc,
         arrival_day,
         is_object,
+        is_falco,
         coalesce(json_extract_scalar(container_id_json, '$'), nullif(json_format(container_id_json), 'null')) AS container_id,
         coalesce(json_extract_scalar(evt_time_json, '$'), nullif(json_format(evt_time_json), 'null')) AS evt_time,
         coalesce(json_extract_scalar(namespace_json, '$'), nullif(json_format(namespace_json), 'null')) AS namespace,
@@ -71,6 +115,11 @@ fields AS (
         coalesce(json_extract_scalar(description_json, '$'), nullif(json_format(description_json), 'null')) AS description,
         coalesce(json_extract_scalar(severity_json, '$'), nullif(json_format(severity_json), 'null')) AS severity,
         coalesce(json_extract_scalar(related_cves_json, '$'), nullif(json_format(related_cves_json), 'null')) AS related_cves,
+        -- Falco's rule tags: the strings of its tags array (anything else in it is left out)
+        coalesce(transform(filter(try(CAST(tags_json AS array(json))), t -> json_format(t) LIKE '"%'),
+            t -> json_extract_scalar(t, '$')), CAST(ARRAY[] AS array(varchar))) AS tags,
+        coalesce(json_extract_scalar(hostname_json, '$'), nullif(json_format(hostname_json), 'null')) AS hostname,
+        json_extract_scalar(uuid_json, '$') AS uuid,
         json_format(evt_time_json) LIKE '"%' AS evt_time_is_string,
         json_format(cluster_id_json) LIKE '"%' AS cluster_id_is_string,
         json_format(rule_name_json) LIKE '"%' AS rule_name_is_string
@@ -157,14 +206,19 @@ classified AS (
 
 curated AS (
     SELECT
-        CASE WHEN reject_reason IS NULL THEN lower(to_hex(sha256(to_utf8(array_join(
-            transform(
-                ARRAY[container_id, evt_time, namespace, pod_name, cmdline, pid, cluster_id,
-                      rule_name, description, severity, related_cves],
-                v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')
-            ),
-            ','
-        ))))) END AS event_id,
+        CASE
+            WHEN reject_reason IS NOT NULL THEN NULL
+            -- Falcosidekick's uuid names one alert: a redelivered copy stays one row
+            WHEN is_falco AND uuid <> '' THEN lower(to_hex(sha256(to_utf8('falco-uuid:' || uuid))))
+            ELSE lower(to_hex(sha256(to_utf8(array_join(
+                transform(
+                    ARRAY[container_id, evt_time, namespace, pod_name, cmdline, pid, cluster_id,
+                          rule_name, description, severity, related_cves],
+                    v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')
+                ),
+                ','
+            )))))
+        END AS event_id,
         event_time,
         container_id,
         namespace,
@@ -201,6 +255,8 @@ curated AS (
             cve -> upper(cve)
         ))) AS related_cves,
         source_file,
+        tags,
+        hostname,
         arrival_day,
         reject_reason,
         CASE WHEN reject_reason IS NOT NULL THEN line END AS rejected_line,
@@ -249,6 +305,8 @@ SELECT
     CASE WHEN scope <> 'other_days' THEN severity END AS severity,
     CASE WHEN scope <> 'other_days' THEN related_cves END AS related_cves,
     source_file,
+    CASE WHEN scope <> 'other_days' THEN tags END AS tags,
+    CASE WHEN scope <> 'other_days' THEN hostname END AS hostname,
     reject_reason,
     CASE WHEN scope <> 'other_days' THEN rejected_line END AS rejected_line,
     scope,

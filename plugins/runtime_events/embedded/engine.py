@@ -573,6 +573,9 @@ class EmbeddedEngine:
             value = f"__doc ->> {_literal('$.' + _json_key(name))}"
             if hive in ("int", "bigint", "smallint", "tinyint"):
                 value = f"CASE WHEN regexp_full_match({value}, '[+-]?[0-9]+') THEN TRY_CAST({value} AS {duckdb_type(hive)}) END"
+            elif hive.startswith(("map<", "array<", "struct<")):
+                # a nested value: from its JSON (a map's or array's scalars read as their text)
+                value = f"TRY_CAST(json_extract(__doc, {_literal('$.' + _json_key(name))}) AS {duckdb_type(hive)})"
             elif hive != "string":
                 value = f"TRY_CAST({value} AS {duckdb_type(hive)})"
             selects.append(f"{value} AS {_ident(name)}")
@@ -630,9 +633,6 @@ class EmbeddedEngine:
         files: list[tuple[str, tuple]] = []
         for values, location in partitions:
             files.extend((str(f), values) for f in _visible_files(_local(location), ".parquet"))
-        columns = ", ".join(
-            f"CAST(p.{_ident(c)} AS {duckdb_type(t)}) AS {_ident(c)}" for c, t in info.columns
-        )
         keys_sql = "".join(
             f", CAST(m.{_ident(k)} AS {duckdb_type(t)}) AS {_ident(k)}" for k, t in info.partition_keys
         )
@@ -650,12 +650,19 @@ class EmbeddedEngine:
         })
         con.register(f"{view}_files", mapping)
         file_list = "[" + ", ".join(_literal(f) for f, _ in files) + "]"
+        # hive_partitioning off: partition values come from the catalogue alone, never from a
+        # name=value folder that happens to be in the path (a curated root under /env=prod/).
+        source = f"read_parquet({file_list}, filename = true, union_by_name = true, hive_partitioning = false)"
+        # Athena reads Parquet by column name: a column the files do not have (added to the table
+        # after they were written) reads as null.
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        columns = ", ".join(
+            (f"CAST(p.{_ident(c)} AS {duckdb_type(t)})" if c in present else f"CAST(NULL AS {duckdb_type(t)})")
+            + f" AS {_ident(c)}" for c, t in info.columns
+        )
         con.execute(
             f"CREATE TEMP VIEW {view} AS SELECT {columns}{keys_sql}{path} "
-            # hive_partitioning off: partition values come from the catalogue alone, never from a
-            # name=value folder that happens to be in the path (a curated root under /env=prod/).
-            f"FROM read_parquet({file_list}, filename = true, union_by_name = true, hive_partitioning = false) p "
-            f"JOIN {view}_files m ON p.filename = m.filename"
+            f"FROM {source} p JOIN {view}_files m ON p.filename = m.filename"
         )
         return sum(os.path.getsize(f) for f, _ in files)
 

@@ -134,6 +134,15 @@ class Metastore:
                 self.get_table(database, name)  # raises Athena's error
             path.unlink()
 
+    def add_columns(self, database: str, name: str, columns: list[tuple[str, str]]) -> None:
+        """Append columns to a table (Athena's ALTER TABLE ADD COLUMNS): files written before
+        read them as null."""
+        with self._locked(database, name):
+            table = self.get_table(database, name)
+            taken = set(table.column_names)
+            added = tuple((c, t) for c, t in columns if c not in taken)
+            self._write(self._table_path(database, name), replace(table, columns=table.columns + added))
+
     # -- partitions ------------------------------------------------------------------------
     def update_partitions(
         self,
