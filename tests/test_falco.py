@@ -172,3 +172,36 @@ def test_falco_events_is_not_created_for_panoptica_alone(tmp_path):
     pipeline.run_day(DAYS[-1])
     tables = Metastore(Path(pipeline.settings.curated_location) / "_catalog").list_tables("runtime_security")
     assert "runtime_events" in tables and "falco_events" not in tables
+
+
+def test_the_simulators_falco_output_loads_like_its_panoptica_output(tmp_path):
+    """`generate --format falco` writes the same simulated alerts in Falcosidekick's layout and
+    shape; read with raw_format=falco they give the curated rows the oracle computes, and as
+    many alerts a day as the Panoptica files of the same seed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {"PATH": str(repo / ".venv" / "bin"), "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1",
+           "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp_path / "raw"),
+           "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp_path / "curated")}
+    said = {}
+    for fmt, out in (("falco", tmp_path / "raw"), ("panoptica", tmp_path / "panoptica")):
+        done = subprocess.run([sys.executable, "-m", "runtime_events.cli", "generate", "--start", DAYS[0], "--days", "3",
+                               "--events-per-day", "120", "--format", fmt, "--out", str(out)],
+                              env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        said[fmt] = done.stderr
+    # the settings still read Panoptica's shape: the command says which settings read Falco's
+    assert "runtime_events_raw_format=falco" in said["falco"] and "raw_format" not in said["panoptica"]
+    folders = sorted(p.name for p in (tmp_path / "raw").iterdir())
+    assert folders[:3] == DAYS
+    pipeline = Pipeline(make_settings(tmp_path, raw_format="falco", raw_layout="{yyyy}-{MM}-{dd}/"))
+    pipeline.run_day(DAYS[1])
+    got = pipeline.table("runtime_events_parquet")
+    expected = oracle.expected_tables(tmp_path / "raw", DAYS[:2], "falco")["runtime_events_parquet"]
+    assert oracle.canonical(got[list(expected.columns)]).equals(oracle.canonical(expected))
+    panoptica = oracle.expected_tables(tmp_path / "panoptica", DAYS[:2])["runtime_events_parquet"]
+    assert got.groupby("dt").size().to_dict() == panoptica.groupby("dt").size().to_dict() == {DAYS[0]: 120, DAYS[1]: 120}
+    assert {t for tags in got["tags"] for t in tags} >= {"mitre_execution", "T1059", "container"}

@@ -66,9 +66,13 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     summary = generate_alerts(
         out, args.start, args.days, clusters=args.clusters, events_per_day=args.events_per_day,
         seed=args.seed, layout=args.layout, progress=lambda message: print(message, file=sys.stderr),
+        fmt=args.format,
     )
     print(f"wrote {summary.alerts_written} alerts in {len(summary.files)} files under {out} "
           f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    if args.format == "falco" and settings.raw_format == "panoptica":
+        print("the DAG reads these with the settings runtime_events_raw_format=falco (or auto) and "
+              "runtime_events_raw_layout={yyyy}-{MM}-{dd}/ (Falcosidekick's folders)", file=sys.stderr)
     if upload_to:
         from runtime_events.storage import S3Storage, split_s3
 
@@ -249,7 +253,10 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--out", help="folder to write to (default: the raw_location setting)")
     gen.add_argument("--layout", default=None,
-                     help="'flat' or a date-path template (default: the raw_layout setting)")
+                     help="'flat' or a date-path template (default: the raw_layout setting; "
+                          "--format falco always writes Falcosidekick's YYYY-MM-DD/ folders)")
+    gen.add_argument("--format", choices=("panoptica", "falco"), default="panoptica",
+                     help="Panoptica's flat alerts (default), or Falco's JSON as Falcosidekick writes it to S3")
     query = commands.add_parser("query", help="run one Athena SQL statement on the configured engine")
     query.add_argument("sql")
     query.add_argument("--format", choices=("csv", "json", "table"), default="csv",

@@ -2,7 +2,9 @@
 
 `generate_alerts` writes NDJSON files shaped like the contract's input (section 3): one object per
 line with the eleven Panoptica keys, mostly everyday Falco noise plus the six Panoptica attack
-simulations. Every (cluster, day) draws from its own random stream seeded by `seed`, so output is
+simulations. With `fmt="falco"` it writes the same alerts in Falco's own JSON as Falcosidekick's
+S3 output stores them: one object a file, `<YYYY-MM-DD>/<RFC3339Nano>.json` by delivery time.
+Every (cluster, day) draws from its own random stream seeded by `seed`, so output is
 byte-identical for the same arguments (and a day's files do not depend on the other days asked
 for); files are replaced atomically, never appended to. Standard library only.
 """
@@ -95,16 +97,27 @@ class GenerationSummary:
     bad_lines: int = 0
 
 
+FORMATS = ("panoptica", "falco")
+FALCOSIDEKICK_LAYOUT = "{yyyy}-{MM}-{dd}/"  # Falcosidekick's S3 keys: <prefix>/<YYYY-MM-DD>/<time>.json
+
+
 def generate_alerts(out_dir: Path, start: date, days: int, clusters: int = 3, events_per_day: int = 200,
                     seed: int = 42, files_per_day: int = 4, gzip_every: int = 0,
                     progress: Callable[[str], None] | None = None, layout: str = "flat",
-                    bad_line_ratio: float = 0.0) -> GenerationSummary:
+                    bad_line_ratio: float = 0.0, fmt: str = "panoptica") -> GenerationSummary:
     """Write `events_per_day` alerts per UTC day (split evenly over `clusters`) for `days` days.
 
-    Each cluster's day goes into up to `files_per_day` files `alerts-YYYYMMDD-<cluster>-<n>.json`,
-    under `out_dir` or the folder `layout` names for that day. Every `gzip_every`-th file of a day
-    is gzip-compressed (`.json.gz`; 0 = none). `bad_line_ratio` adds that share of malformed lines.
+    Panoptica's shape (`fmt="panoptica"`): each cluster's day goes into up to `files_per_day`
+    files `alerts-YYYYMMDD-<cluster>-<n>.json`, under `out_dir` or the folder `layout` names for
+    that day. Every `gzip_every`-th file of a day is gzip-compressed (`.json.gz`; 0 = none).
+    Falco's shape (`fmt="falco"`): Falcosidekick's S3 output, one alert a file named for its
+    delivery time under that day's `YYYY-MM-DD/` folder (`layout`, `files_per_day` and
+    `gzip_every` do not apply). `bad_line_ratio` adds that share of malformed lines (files).
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "falco":
+        layout = FALCOSIDEKICK_LAYOUT
     for name, value, low in (("days", days, 0), ("clusters", clusters, 1), ("events_per_day", events_per_day, 0),
                              ("files_per_day", files_per_day, 1), ("gzip_every", gzip_every, 0)):
         if not isinstance(value, int) or value < low:
@@ -125,8 +138,16 @@ def generate_alerts(out_dir: Path, start: date, days: int, clusters: int = 3, ev
         for c, cid in enumerate(ids):
             n = events_per_day // clusters + (c < events_per_day % clusters)
             rng = random.Random(f"{seed}:{cid}:{day.isoformat()}")
-            lines = _cluster_day(rng, cid, pools[c], day, n, ATTACK_RULES[(day.toordinal() + c) % 6])
+            alerts = _cluster_day(rng, cid, pools[c], day, n, ATTACK_RULES[(day.toordinal() + c) % 6])
             bad = round(n * bad_line_ratio)
+            if fmt == "falco":
+                written = _write_falco(out_dir, alerts, random.Random(f"{seed}:{cid}:{day.isoformat()}:falco"), bad)
+                files.extend(written)
+                day_files += len(written)
+                day_alerts += n
+                day_bad += bad
+                continue
+            lines = [json.dumps(alert, separators=(",", ":")).encode() for _, alert in alerts]
             for _ in range(bad):
                 lines.insert(rng.randrange(len(lines) + 1), _bad_line(rng, lines))
             chunks = min(files_per_day, len(lines))
@@ -187,8 +208,9 @@ def _pods(rng: random.Random) -> list[tuple[str, str, str, str]]:
     return pods
 
 
-def _cluster_day(rng: random.Random, cid: str, pods: list, day: date, n: int, attack_rule: str) -> list[bytes]:
-    """n alert lines for one cluster and UTC day, in time order, with one short attack burst."""
+def _cluster_day(rng: random.Random, cid: str, pods: list, day: date, n: int, attack_rule: str) -> list[tuple[int, dict]]:
+    """n alerts (event time in ns, Panoptica's alert) for one cluster and UTC day, in time order,
+    with one short attack burst."""
     day_ns = (day - date(1970, 1, 1)).days * DAY_NS
     attack = next(rule for rule in _ATTACKS if rule[0] == attack_rule)
     pod, t0 = rng.choice(pods), rng.randrange(DAY_NS - 600 * 10**9)
@@ -198,8 +220,64 @@ def _cluster_day(rng: random.Random, cid: str, pods: list, day: date, n: int, at
         rule = rng.choice(_ATTACKS) if rng.random() < 0.02 else rng.choices(_NOISE, [r[1] for r in _NOISE])[0]
         events.append((rng.randrange(DAY_NS), rule, rng.choice(pods)))
     events.sort(key=lambda e: e[0])
-    return [json.dumps(_alert(rng, cid, pod, day_ns + t, rule), separators=(",", ":")).encode()
-            for t, rule, pod in events]
+    return [(day_ns + t, _alert(rng, cid, pod, day_ns + t, rule)) for t, rule, pod in events]
+
+
+# Falco's priorities for the simulations' severities (Falco writes one of its eight names).
+_PRIORITY = {"Critical": "Critical", "High": "Error", "Medium": "Warning", "Warning": "Warning", "Low": "Notice",
+             "Notice": "Notice", "Informational": "Informational", "Debug": "Debug"}
+
+
+def falco_tags(rule: str) -> list[str]:
+    """The tags Falco's rule carries: its ATT&CK tactic (mitre_*) and technique ids, from the
+    package's reference table, sorted as Falcosidekick sorts them."""
+    from runtime_events.reference import rows
+
+    tags = {"container"}
+    for row in rows("rule_attack_techniques"):
+        if row["rule_name"] == rule:
+            tags |= {"mitre_" + row["tactic"].lower().replace(" ", "_"), row["technique_id"]}
+    return sorted(tags)
+
+
+def _write_falco(out_dir: Path, alerts: list[tuple[int, dict]], rng: random.Random, bad: int) -> list[Path]:
+    """Falcosidekick's S3 objects for `alerts`: one JSON object a file, no final newline, at
+    `<YYYY-MM-DD>/<RFC3339Nano>.json` of its delivery (a few seconds after the event, so an alert
+    of 23:59:59 can land in the next day's folder). `bad` cut-off objects are added."""
+    written = []
+    payloads = []
+    for t_ns, alert in alerts:
+        priority = _PRIORITY.get(alert["severity"], "Informational")
+        fields = {"container.id": alert["container.id"], "evt.time": t_ns, "k8s.ns.name": alert["k8s.ns.name"],
+                  "k8s.pod.name": alert["k8s.pod.name"], "proc.cmdline": alert["proc.cmdline"],
+                  "proc.pid": alert["proc.pid"] if isinstance(alert["proc.pid"], int) else None,
+                  "cluster_id": alert["cluster_id"]}  # Falcosidekick's customfields: cluster_id:<name>
+        payload = {"uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                   "output": f"{_rfc3339(t_ns)[11:-1]}: {priority} {alert['description']}", "priority": priority,
+                   "rule": alert["rule_name"], "time": _rfc3339(t_ns), "output_fields": dict(sorted(fields.items())),
+                   "source": "syscall", "tags": falco_tags(alert["rule_name"]),
+                   "hostname": f"ip-10-0-{rng.randrange(1, 4)}-{rng.randrange(2, 250)}.ec2.internal"}
+        payloads.append((t_ns + rng.randrange(10**8, 5 * 10**9), json.dumps(payload, separators=(",", ":")).encode()))
+    for _ in range(bad):
+        delivered, text = rng.choice(payloads) if payloads else (0, b"{}")
+        payloads.append((delivered + 1, text[: rng.randrange(1, max(2, len(text) - 1))]))
+    taken: set[int] = set()
+    for delivered, text in payloads:
+        while delivered in taken:
+            delivered += 1
+        taken.add(delivered)
+        path = out_dir / _rfc3339(delivered)[:10] / f"{_rfc3339(delivered)}.json"
+        _write(path, text, compress=False)
+        written.append(path)
+    return written
+
+
+def _rfc3339(t_ns: int) -> str:
+    """Go's RFC3339Nano in UTC, as Falco and Falcosidekick write times: trailing zeros dropped."""
+    seconds, nanos = divmod(t_ns, 10**9)
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f".{nanos:09d}".rstrip("0").rstrip(".")
+    return f"{stamp}{fraction}Z"
 
 
 def _alert(rng: random.Random, cid: str, pod: tuple, t_ns: int, rule: tuple) -> dict:
