@@ -5,7 +5,8 @@ Inputs are two local git repositories (a clone or a bare git dir, read with `git
   FALCO_GIT  a clone of https://github.com/falcosecurity/rules
   CTI_GIT    a clone of https://github.com/mitre/cti
 Usage: FALCO_GIT=... CTI_GIT=... .venv/bin/python scripts/attack-reference.py [OUT_CSV]
-The rows, their sources and the pairing rule are described in reference/SOURCES.md.
+Also writes attack_techniques.csv beside it: every ATT&CK Enterprise technique with each of its
+tactics. The rows, their sources and the pairing rule are described in reference/SOURCES.md.
 """
 import csv
 import json
@@ -160,6 +161,17 @@ def main():
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["rule_name", "tactic", "technique_id", "technique_name", "source"])
         w.writerows(sorted(rows, key=lambda r: r[:3]))
+
+    # Every Enterprise technique with each of its tactics: names for techniques that alerts' own
+    # tags name (Falco's tags: T#### and mitre_<tactic>).
+    techniques_out = os.path.join(os.path.dirname(OUT), "attack_techniques.csv")
+    with open(techniques_out, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["technique_id", "technique_name", "tactic", "tactic_tag", "source"])
+        w.writerows(sorted(
+            (tid, name, tactics[phase], "mitre_" + phase.replace("-", "_"),
+             f"https://attack.mitre.org/techniques/{tid.replace('.', '/')}/")
+            for tid, (name, phases) in techs.items() for phase in phases if phase in tactics))
 
     print(f"falco commit {head}")
     print(f"cti commit {git(CTI_GIT, 'log', '-1', '--format=%H %s').strip()}")

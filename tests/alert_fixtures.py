@@ -317,6 +317,9 @@ def write_falco_alerts(raw_dir: Path, days: list[str], per_day: int = 60, seed: 
     odd_tags["tags"] = ["T1098.004", 7, {"x": 1}, None, "mitre_persistence"]
     odd_tags["hostname"] = 12345
     put(d, odd_tags)
+    own_rule = _falco(d, "tagged-only", "A rule nobody maps", 907, rng, cluster_field)
+    own_rule["tags"] = ["custom", "T1611", "mitre_privilege_escalation", "T1059"]  # T1059 without its tactic
+    put(d, own_rule)                                   # mapped by its tags alone: Escape to Host
     no_fields = _falco(d, "staging", "Terminal shell in container", 906, rng, cluster_field)
     no_fields["output_fields"] = None                  # not Falco's shape after all
     put(d, no_fields)

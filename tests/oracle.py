@@ -298,8 +298,19 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
     by_rule: dict[str, list[dict]] = {}
     for t in techniques.to_dict("records"):
         by_rule.setdefault(t["rule_name"], []).append(t)
-    attack_rows = [{**r, "tactic": t["tactic"], "technique_id": t["technique_id"], "technique_name": t["technique_name"]}
-                   for r in rows for t in by_rule.get(r["rule_name"], [])]
+    by_id: dict[str, list[dict]] = {}
+    for t in all_techniques().to_dict("records"):
+        by_id.setdefault(t["technique_id"], []).append(t)
+
+    def techniques_of(r: dict) -> set[tuple[str, str, str]]:
+        """The alert's own tags first (a T#### tag with a tactic tag ATT&CK lists for it), else its rule's."""
+        tags = list(r["tags"]) if r["tags"] is not None else []
+        tagged = {(t["tactic"], t["technique_id"], t["technique_name"])
+                  for tag in tags for t in by_id.get(tag, []) if t["tactic_tag"] in tags}
+        return tagged or {(t["tactic"], t["technique_id"], t["technique_name"]) for t in by_rule.get(r["rule_name"], [])}
+
+    attack_rows = [{**r, "tactic": tactic, "technique_id": tid, "technique_name": name}
+                   for r in rows for tactic, tid, name in techniques_of(r)]
     rank = {"Unknown": 0, "Info": 1, "Low": 2, "Medium": 3, "High": 4, "Critical": 5}
     attack = _group(attack_rows, ["dt", "cluster_id", "tactic", "technique_id", "technique_name"], {
         "event_count": len, "distinct_pods": _pods,
@@ -309,6 +320,7 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
     return {
         "runtime_events_parquet": cur,
         "rule_attack_techniques": techniques,
+        "attack_techniques": all_techniques(),
         "daily_attack_counts": _finish(attack, ["event_count", "distinct_pods"], ["first_seen", "last_seen"]),
         "daily_rule_counts": _finish(rule, ["event_count", "distinct_pods", "distinct_containers"],
                                      ["first_seen", "last_seen"]),
@@ -317,6 +329,13 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
                                                 "distinct_rules"]),
         "daily_cve_counts": _finish(cve, ["event_count", "distinct_pods"]),
     }
+
+
+def all_techniques() -> pd.DataFrame:
+    """Every ATT&CK technique with each of its tactics, as pandas reads the shipped file."""
+    df = pd.read_csv(REFERENCE_FILE.with_name("attack_techniques.csv"), dtype=str, keep_default_na=False)
+    assert list(df.columns) == ["technique_id", "technique_name", "tactic", "tactic_tag", "source"]
+    return df.astype(object)
 
 
 def attack_techniques() -> pd.DataFrame:

@@ -21,7 +21,7 @@ from runtime_events.tables import AGGREGATES
 
 DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
 DATED = ["runtime_events_parquet", *(t.name for t in AGGREGATES)]
-CURATED_TABLES = [*DATED, "rule_attack_techniques"]
+CURATED_TABLES = [*DATED, "rule_attack_techniques", "attack_techniques"]
 
 
 @pytest.fixture(scope="module")

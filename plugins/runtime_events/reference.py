@@ -20,8 +20,10 @@ from pathlib import Path
 FOLDER = Path(__file__).resolve().parent / "reference"
 COLUMNS = {
     "rule_attack_techniques": ("rule_name", "tactic", "technique_id", "technique_name", "source"),
+    "attack_techniques": ("technique_id", "technique_name", "tactic", "tactic_tag", "source"),
 }
-KEYS = {"rule_attack_techniques": ("rule_name", "tactic", "technique_id")}
+KEYS = {"rule_attack_techniques": ("rule_name", "tactic", "technique_id"),
+        "attack_techniques": ("technique_id", "tactic")}
 _FORMS = {"technique_id": re.compile(r"T[0-9]{4}(\.[0-9]{3})?"), "source": re.compile(r"https://\S+")}
 # MITRE ATT&CK Enterprise's tactics, as https://attack.mitre.org/tactics/enterprise/ names them.
 TACTICS = frozenset({
@@ -69,6 +71,9 @@ def read(path: Path, table: str) -> tuple[dict, ...]:
         if "tactic" in row and row["tactic"] not in TACTICS:
             raise ReferenceError(f"{path} line {number}: tactic {row['tactic']!r} is not an ATT&CK Enterprise "
                                  f"tactic ({', '.join(sorted(TACTICS))})")
+        if "tactic_tag" in row and row["tactic_tag"] != "mitre_" + row["tactic"].lower().replace(" ", "_"):
+            raise ReferenceError(f"{path} line {number}: tactic_tag {row['tactic_tag']!r} is not Falco's tag of "
+                                 f"{row['tactic']!r}")
         key = tuple(row[k] for k in KEYS[table])
         if key in seen:
             raise ReferenceError(f"{path} line {number}: {key} is listed twice")

@@ -55,6 +55,7 @@ TABLES = (
     Table("falco_events", "raw"),
     Table("runtime_events_parquet", "curated", ("dt", "cluster_id")),
     Table("rule_attack_techniques", "reference"),
+    Table("attack_techniques", "reference"),
     Table("daily_rule_counts", "aggregate", ("dt",)),
     Table("daily_severity_counts", "aggregate", ("dt",)),
     Table("daily_workload_counts", "aggregate", ("dt",)),

@@ -1,23 +1,60 @@
--- Alerts a day per cluster and MITRE ATT&CK technique: an alert counts once for each technique
--- its rule maps to; alerts of rules that map to none are not counted here.
+-- Alerts a day per cluster and MITRE ATT&CK technique. An alert's techniques are those its own
+-- tags name (Falco's T#### tags, each with those of the alert's mitre_<tactic> tags that ATT&CK
+-- lists for it); an alert whose tags name none takes its rule's rows in rule_attack_techniques.
+-- An alert counts once for each (tactic, technique); alerts that map to none are not counted.
 -- The run's window of days, from the curated copy; the partition key last.
+WITH alerts AS (
+    SELECT
+        event_id,
+        cluster_id,
+        namespace,
+        pod_name,
+        rule_name,
+        severity,
+        event_time,
+        coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags,
+        dt
+    FROM {{ params.database }}.runtime_events_parquet
+    WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+),
+
+from_tags AS (
+    SELECT a.event_id, k.tactic, k.technique_id, k.technique_name
+    FROM alerts AS a
+    CROSS JOIN UNNEST(a.tags) AS t (tag)
+    INNER JOIN {{ params.database }}.attack_techniques AS k
+        ON k.technique_id = t.tag AND contains(a.tags, k.tactic_tag)
+),
+
+from_rules AS (
+    SELECT a.event_id, m.tactic, m.technique_id, m.technique_name
+    FROM alerts AS a
+    INNER JOIN {{ params.database }}.rule_attack_techniques AS m ON m.rule_name = a.rule_name
+    WHERE a.event_id NOT IN (SELECT event_id FROM from_tags)
+),
+
+techniques AS (
+    SELECT DISTINCT event_id, tactic, technique_id, technique_name FROM from_tags
+    UNION ALL
+    SELECT event_id, tactic, technique_id, technique_name FROM from_rules
+)
+
 SELECT
-    e.cluster_id,
-    m.tactic,
-    m.technique_id,
-    m.technique_name,
+    a.cluster_id,
+    t.tactic,
+    t.technique_id,
+    t.technique_name,
     count(*) AS event_count,
-    count(DISTINCT CASE WHEN e.pod_name IS NOT NULL THEN ROW(e.namespace, e.pod_name) END) AS distinct_pods,
-    min(e.event_time) AS first_seen,
-    max(e.event_time) AS last_seen,
-    CASE max(CASE e.severity
+    count(DISTINCT CASE WHEN a.pod_name IS NOT NULL THEN ROW(a.namespace, a.pod_name) END) AS distinct_pods,
+    min(a.event_time) AS first_seen,
+    max(a.event_time) AS last_seen,
+    CASE max(CASE a.severity
             WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Info' THEN 1
             ELSE 0 END)
         WHEN 5 THEN 'Critical' WHEN 4 THEN 'High' WHEN 3 THEN 'Medium' WHEN 2 THEN 'Low' WHEN 1 THEN 'Info'
         ELSE 'Unknown'
     END AS max_severity,
-    e.dt
-FROM {{ params.database }}.runtime_events_parquet AS e
-INNER JOIN {{ params.database }}.rule_attack_techniques AS m ON m.rule_name = e.rule_name
-WHERE e.dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
-GROUP BY e.cluster_id, m.tactic, m.technique_id, m.technique_name, e.dt
+    a.dt
+FROM alerts AS a
+INNER JOIN techniques AS t ON t.event_id = a.event_id
+GROUP BY a.cluster_id, t.tactic, t.technique_id, t.technique_name, a.dt
