@@ -16,6 +16,7 @@ from runtime_events.planning import RunPlan
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, EVENTS, TABLES
 
+
 def make_settings(tmp: Path, **overrides: str) -> Settings:
     values = {"raw_location": str(tmp / "raw"), "curated_location": str(tmp / "curated"),
               "reject_threshold": "0.5", **overrides}

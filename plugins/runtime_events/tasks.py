@@ -25,6 +25,7 @@ from runtime_events.tables import AGGREGATES, EVENTS
 
 log = logging.getLogger(__name__)
 
+
 def _parse_time_settings() -> Settings:
     """What the DAG's shape needs (``database``, for asset names), from the environment only. A
     bad value here does not hide the DAG: it falls back to the default, and ``plan_run`` then
@@ -60,6 +61,7 @@ AGGREGATE_ASSETS = tuple(
           group="runtime-events")
     for table in AGGREGATES
 )
+
 
 def run_day(context) -> date:
     """The UTC day a run is for: its logical date (the start of its daily data interval), else
