@@ -868,7 +868,9 @@ def test_raw_files_are_never_written_or_deleted(athena_runs):
 
 
 # -- 6: least privilege -----------------------------------------------------------------------------
-UNUSED_BY_DESIGN = {"athena:StopQueryExecution"}  # on_kill cancels the query of a killed task
+# on_kill cancels the query of a killed task; an upgrade adds columns to a table of an earlier
+# release (test_a_table_of_an_earlier_release_gains_its_new_columns_in_glue)
+UNUSED_BY_DESIGN = {"athena:StopQueryExecution", "glue:UpdateTable"}
 
 
 def test_every_call_is_allowed_by_the_iam_policy_and_every_grant_is_used(athena_runs):
@@ -1005,3 +1007,39 @@ def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
 
     for client in (GlueCatalogue(settings).client, S3Storage(settings.aws_conn_id).hook.get_conn()):
         assert retries(client.meta.config) == ("standard", 11), client.meta.service_model.service_name
+
+
+# -- 10: upgrades ----------------------------------------------------------------------------------
+def test_a_table_of_an_earlier_release_gains_its_new_columns_in_glue(athena_runs, aws, monkeypatch):
+    """runtime_events_parquet as an earlier release made it (no tags, hostname): the next run's
+    plan step appends them in Glue (UpdateTable, allowed by the IAM policy); its partitions and
+    its other fields stay as they were."""
+    from runtime_events import publish
+
+    proxy = athena_runs.proxy
+    for key, value in aws_env(proxy).items():
+        monkeypatch.setenv(key, value)
+    _, admin, moto_url = aws
+    glue = admin.client("glue", endpoint_url=moto_url)  # straight to moto: not recorded
+    table = glue.get_table(DatabaseName=DATABASE, Name="runtime_events_parquet")["Table"]
+    old = [c for c in table["StorageDescriptor"]["Columns"] if c["Name"] not in ("tags", "hostname")]
+    keep = ("Name", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters")
+    glue.update_table(DatabaseName=DATABASE, TableInput={
+        **{k: table[k] for k in keep if k in table}, "StorageDescriptor": {**table["StorageDescriptor"], "Columns": old}})
+    partitions_before = glue.get_partitions(DatabaseName=DATABASE, TableName="runtime_events_parquet")["Partitions"]
+    values = athena_settings(proxy)
+    lake = publish.Lake(Settings.load(lambda key: values.get(key.removeprefix("runtime_events_"))))
+    first = len(proxy.calls)
+    assert publish.add_new_columns(lake) == ["runtime_events_parquet"]
+    after = glue.get_table(DatabaseName=DATABASE, Name="runtime_events_parquet")["Table"]
+    assert [(c["Name"], c["Type"]) for c in after["StorageDescriptor"]["Columns"]] == [
+        (c["Name"], c["Type"]) for c in old] + [("tags", "array<string>"), ("hostname", "string")]
+    assert after["StorageDescriptor"]["Location"] == table["StorageDescriptor"]["Location"]
+    assert after["PartitionKeys"] == table["PartitionKeys"]
+    assert glue.get_partitions(DatabaseName=DATABASE, TableName="runtime_events_parquet")["Partitions"] == partitions_before
+    calls = proxy.calls[first:]
+    assert "UpdateTable" in {c.action for c in calls}
+    for call in calls:
+        for resource in call.resources:
+            assert allowed(policy(proxy.kms_key), call.iam_action, resource, call.condition), call
+    assert publish.add_new_columns(lake) == []  # nothing more to add
