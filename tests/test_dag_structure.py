@@ -66,11 +66,10 @@ def test_every_referenced_sql_file_exists(dagbag):
         assert (SQL_DIR / table.select_sql).is_file(), table.select_sql
 
 
-def _render(name: str) -> str:
-    settings = Settings.load(lambda key: {
-        "runtime_events_raw_location": "s3://alerts-bucket/lightspin/k8s_runtime_events/",
-        "runtime_events_curated_location": "s3://lake-bucket/curated/",
-    }.get(key))
+def _render(name: str, **overrides: str) -> str:
+    values = {"raw_location": "s3://alerts-bucket/lightspin/k8s_runtime_events/",
+              "curated_location": "s3://lake-bucket/curated/", **overrides}
+    settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
     run = planning.plan_window(settings, date(2026, 11, 20))
     extra = {"batch": 0, "tables": [t.name for t in AGGREGATES]}
     if name == "build_version.sql":
@@ -85,6 +84,19 @@ def test_every_sql_file_is_one_athena_statement(name):
     assert len(statements) == 1
     assert not any(isinstance(node, exp.Command) for node in statements[0].walk())
     assert "{{" not in text and "{%" not in text
+
+
+@pytest.mark.parametrize("raw_format", ["falco", "auto"])
+@pytest.mark.parametrize("name", ["runtime_events_parquet/stage_alerts.sql", "falco_events/create_table.sql"])
+def test_statements_reading_falcos_shape_are_one_athena_statement(name, raw_format):
+    text = _render(name, raw_format=raw_format, falco_cluster_field="k8smeta.cluster.name",
+                   raw_layout="{yyyy}-{MM}-{dd}/")
+    (statement,) = [s for s in sqlglot.parse(text, read="athena") if s is not None]
+    assert not any(isinstance(node, exp.Command) for node in statement.walk())
+    assert isinstance(statement, exp.Create) and "{{" not in text and "{%" not in text
+    if name.startswith("runtime_events_parquet"):
+        assert '$.output_fields["k8smeta.cluster.name"]' in text and '$.output_fields["k8s.pod.name"]' in text
+        assert ("CASE WHEN is_falco" in text) == (raw_format == "auto")
 
 
 def test_guide_queries_parse_as_athena():
