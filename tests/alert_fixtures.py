@@ -317,6 +317,14 @@ def write_falco_alerts(raw_dir: Path, days: list[str], per_day: int = 60, seed: 
     odd_tags["tags"] = ["T1098.004", 7, {"x": 1}, None, "mitre_persistence"]
     odd_tags["hostname"] = 12345
     put(d, odd_tags)
+    shared = _falco(d, "prod-eu-1", "Clear Log Activities", 908, rng, cluster_field)
+    other = _falco(days[0], "staging", "Write below binary dir", 909, rng, cluster_field)
+    other["uuid"] = shared["uuid"]                     # two alerts that share a uuid: two rows
+    put(d, shared)
+    put(days[0], other)
+    garbled = _falco(d, "prod-us-2", "Terminal shell in container", 910, rng, cluster_field)
+    garbled["output_fields"]["evt.time"] = "soon"      # not a time: Falco's `time` is used
+    put(d, garbled)
     own_rule = _falco(d, "tagged-only", "A rule nobody maps", 907, rng, cluster_field)
     own_rule["tags"] = ["custom", "T1611", "mitre_privilege_escalation", "T1059"]  # T1059 without its tactic
     put(d, own_rule)                                   # mapped by its tags alone: Escape to Host

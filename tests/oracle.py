@@ -149,7 +149,15 @@ def falco_view(obj: dict, fmt: str, cluster_field: str) -> tuple[dict, dict | No
     if not (fmt == "falco" or (fmt == "auto" and isinstance(fields, dict))):
         return obj, None
     fields = fields if isinstance(fields, dict) else {}
-    when = next((fields[k] for k in ("evt.time", "evt.time.iso8601") if fields.get(k) is not None), obj.get("time"))
+    # the first time that has the form: evt.time a whole number (or its digits), evt.time.iso8601 a
+    # date text, else Falco's own `time`
+    evt, iso_text = fields.get("evt.time"), fields.get("evt.time.iso8601")
+    if (isinstance(evt, int) and not isinstance(evt, bool)) or (isinstance(evt, str) and re.fullmatch(r"-?[0-9]+", evt)):
+        when = evt
+    elif isinstance(iso_text, str) and re.match(r"[0-9]{4}-", iso_text):
+        when = iso_text
+    else:
+        when = obj.get("time")
     flat = {"container.id": fields.get("container.id"), "evt.time": when, "k8s.ns.name": fields.get("k8s.ns.name"),
             "k8s.pod.name": fields.get("k8s.pod.name"), "proc.cmdline": fields.get("proc.cmdline"),
             "proc.pid": fields.get("proc.pid"), "cluster_id": fields.get(cluster_field), "rule_name": obj.get("rule"),
@@ -239,11 +247,11 @@ def classify(raw_lines, fmt: str = "panoptica", cluster_field: str = "cluster_id
 
 # ---------------------------------------------------------------- tables (section 4)
 def _duplicated(valid_df: pd.DataFrame) -> list[bool]:
-    """True for every valid line that repeats an earlier one: the same Falcosidekick uuid, or
-    (without one) the same eleven raw texts."""
+    """True for every valid line that repeats an earlier one: the same eleven raw texts and, for
+    a Falco alert, the same Falcosidekick uuid."""
     seen, out = set(), []
     for uuid, *texts in zip(valid_df["uuid"].tolist(), *(valid_df[c].tolist() for c in RAW)):
-        key = ("uuid", uuid) if uuid else ("raw", *texts)
+        key = (*texts, uuid or None)
         out.append(key in seen)
         seen.add(key)
     return out
@@ -302,12 +310,27 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
     for t in all_techniques().to_dict("records"):
         by_id.setdefault(t["technique_id"], []).append(t)
 
+    tactic_of_tag = {t["tactic_tag"]: t["tactic"] for ts in by_id.values() for t in ts}
+
     def techniques_of(r: dict) -> set[tuple[str, str, str]]:
-        """The alert's own tags first (a T#### tag with a tactic tag ATT&CK lists for it), else its rule's."""
+        """The techniques the alert's tags name, paired as the reference file pairs a rule's tags
+        (tactic tags ATT&CK lists for the technique; else all the tactic tags; else ATT&CK's own
+        tactics); an alert whose tags name none: its rule's rows."""
         tags = list(r["tags"]) if r["tags"] is not None else []
-        tagged = {(t["tactic"], t["technique_id"], t["technique_name"])
-                  for tag in tags for t in by_id.get(tag, []) if t["tactic_tag"] in tags}
-        return tagged or {(t["tactic"], t["technique_id"], t["technique_name"]) for t in by_rule.get(r["rule_name"], [])}
+        tactic_tags = [t for t in tags if t.startswith("mitre_")]
+        found = set()
+        for tag in dict.fromkeys(tags):
+            rows = by_id.get(tag)
+            if not rows:
+                continue
+            listed = [t for t in rows if t["tactic_tag"] in tactic_tags]
+            if listed:
+                found |= {(t["tactic"], tag, t["technique_name"]) for t in listed}
+            elif tactic_tags:
+                found |= {(tactic_of_tag[t], tag, rows[0]["technique_name"]) for t in tactic_tags if t in tactic_of_tag}
+            else:
+                found |= {(t["tactic"], tag, t["technique_name"]) for t in rows}
+        return found or {(t["tactic"], t["technique_id"], t["technique_name"]) for t in by_rule.get(r["rule_name"], [])}
 
     attack_rows = [{**r, "tactic": tactic, "technique_id": tid, "technique_name": name}
                    for r in rows for tactic, tid, name in techniques_of(r)]

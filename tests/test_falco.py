@@ -60,13 +60,23 @@ def test_falco_values_are_kept(loaded):
 
 
 def test_an_alerts_own_tags_name_its_techniques(loaded):
-    """A rule the reference does not list, tagged T1611 and mitre_privilege_escalation: counted
-    under Escape to Host; its T1059 tag has no Execution tag beside it, so it is not."""
+    """A rule the reference does not list, tagged T1611, T1059 and mitre_privilege_escalation:
+    T1611 under Privilege Escalation (ATT&CK lists it there); T1059 (Execution in ATT&CK) under
+    the alert's only tactic tag, as the reference file pairs a rule's tags (Falco's claim)."""
     _, pipeline, _ = loaded
     attack = pipeline.table("daily_attack_counts")
     rows = attack[attack["cluster_id"] == "tagged-only"]
-    assert [(r.tactic, r.technique_id, r.technique_name, r.event_count) for r in rows.itertuples()] == [
+    assert sorted((r.tactic, r.technique_id, r.technique_name, r.event_count) for r in rows.itertuples()) == [
+        ("Privilege Escalation", "T1059", "Command and Scripting Interpreter", 1),
         ("Privilege Escalation", "T1611", "Escape to Host", 1)]
+
+
+def test_alerts_that_share_a_uuid_stay_two_rows(loaded):
+    tmp, pipeline, _ = loaded
+    events = pipeline.table("runtime_events_parquet")
+    shared = events[events["description"].str.contains(r"\((?:908|909)\)", na=False)]
+    assert sorted(zip(shared["dt"], shared["cluster_id"])) == [(DAYS[0], "staging"), (DAYS[-1], "prod-eu-1")]
+    assert events["description"].str.contains(r"\(910\)", na=False).sum() == 1  # evt.time "soon": `time` used
 
 
 def test_a_redelivered_alert_is_one_row_and_every_line_is_accounted_for(loaded):
@@ -209,3 +219,31 @@ def test_the_simulators_falco_output_loads_like_its_panoptica_output(tmp_path):
     panoptica = oracle.expected_tables(tmp_path / "panoptica", DAYS[:2])["runtime_events_parquet"]
     assert got.groupby("dt").size().to_dict() == panoptica.groupby("dt").size().to_dict() == {DAYS[0]: 120, DAYS[1]: 120}
     assert {t for tags in got["tags"] for t in tags} >= {"mitre_execution", "T1059", "container"}
+
+
+def test_an_upgrade_refuses_a_column_of_another_type_naming_it(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from runtime_events import publish
+    from runtime_events.embedded.metastore import Metastore
+
+    write_nasty_alerts(tmp_path / "raw", DAYS[-1:])
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day(DAYS[-1])
+    metastore = Metastore(Path(pipeline.settings.curated_location) / "_catalog")
+    table = metastore.get_table("runtime_security", "runtime_events_parquet")
+    metastore._write(metastore._table_path("runtime_security", "runtime_events_parquet"), replace(
+        table, columns=tuple((c, "string" if c == "tags" else t) for c, t in table.columns)))
+    with pytest.raises(publish.PublishError, match="runtime_events_parquet has the column tags as string where "
+                                                   r"this release's create_table.sql has array<string>"):
+        publish.add_new_columns(pipeline.lake)
+
+
+def test_lines_read_in_the_wrong_shape_say_which_setting_reads_them(tmp_path):
+    from runtime_events import checks
+
+    write_falco_alerts(tmp_path / "raw", DAYS[-1:], per_day=120)
+    pipeline = Pipeline(make_settings(tmp_path, reject_threshold="0.05"))  # raw_format panoptica
+    with pytest.raises(checks.DataQualityError, match="runtime_events_raw_format=panoptica"):
+        pipeline.run_day(DAYS[-1])

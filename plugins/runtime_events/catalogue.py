@@ -86,7 +86,8 @@ class EmbeddedCatalogue:
             return None
         info = self.metastore.get_table(self.database, table)
         return {"location": info.location, "parameters": info.properties,
-                "columns": [c for c, _ in info.columns], "partition_keys": [k for k, _ in info.partition_keys]}
+                "columns": [c for c, _ in info.columns], "column_types": dict(info.columns),
+                "partition_keys": [k for k, _ in info.partition_keys]}
 
 
 # -- AWS: Glue through the Amazon provider's hook ---------------------------------------------
@@ -170,6 +171,7 @@ class GlueCatalogue:
             return None
         return {"location": found["StorageDescriptor"].get("Location"), "parameters": found.get("Parameters", {}),
                 "columns": [c["Name"] for c in found["StorageDescriptor"].get("Columns", [])],
+                "column_types": {c["Name"]: c.get("Type", "") for c in found["StorageDescriptor"].get("Columns", [])},
                 "partition_keys": [k["Name"] for k in found.get("PartitionKeys", [])]}
 
     @staticmethod

@@ -75,6 +75,8 @@ def audit_stage(rows: list[dict], run: RunPlan, settings: Settings) -> None:
             "rejected above " + f"{PREFIX}reject_threshold={threshold}: " + "; ".join(shown)
             + ". Reasons: " + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
             + f". Files: {named}" + (f" and {more} more" if more > 0 else "")
+            + f". The lines were read as {PREFIX}raw_format={settings.raw_format} (Falco's JSON, with rule, "
+            "priority and output_fields, needs falco or auto)"
             + ". Nothing was published; the previous partitions are intact."
         )
 
@@ -119,8 +121,9 @@ def audit_version(rows: list[dict], run: RunPlan, settings: Settings) -> dict:
         if not run.allow_shrink:
             raise DataQualityError(
                 f"the rebuild would publish fewer alerts than are published: {message}. Nothing was "
-                "published. If raw files are missing (expired, moved, a wrong raw_location), restore "
-                "them; to publish fewer on purpose, trigger the run with the param allow_shrink=true.")
+                "published. If raw files are missing (expired, moved, a wrong raw_location) or are read "
+                "otherwise (a changed raw_format or raw_layout), restore them or the setting; to publish "
+                "fewer on purpose, trigger the run with the param allow_shrink=true.")
         log.warning("allow_shrink=true: publishing fewer alerts than before: %s", message)
     summary = {"days_with_lines": days_with_lines,
                "rows": [[r["dt"], r["cluster_id"], r["written_rows"]] for r in partitions if r["written_rows"]]}

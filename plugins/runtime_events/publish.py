@@ -84,13 +84,26 @@ def add_new_columns(lake: Lake) -> list[str]:
         if found is None:
             continue  # create_tables makes it, whole
         have = set(found.get("columns", [])) | set(found["partition_keys"])
-        missing = [(c, t) for c, t in ddl_columns(lake.settings, table) if c not in have]
+        declared = ddl_columns(lake.settings, table)
+        for column, wanted in declared:
+            found_type = found.get("column_types", {}).get(column)
+            if found_type is not None and _type_text(found_type) != _type_text(wanted):
+                raise PublishError(
+                    f"table {table.name} has the column {column} as {found_type} where this release's "
+                    f"create_table.sql has {wanted}: the project never retypes a column. Was the table "
+                    f"changed by hand? Restore the type (Glue UpdateTable), or drop the table: its files stay "
+                    f"and `runtime-events repair {table.name}` re-attaches its partitions.")
+        missing = [(c, t) for c, t in declared if c not in have]
         if missing:
             log.info("table %s: adding the columns %s that this release's DDL has", table.name,
                      ", ".join(f"{c} {t}" for c, t in missing))
             lake.catalogue.add_columns(table.name, missing)
             changed.append(table.name)
     return changed
+
+
+def _type_text(hive_type: str) -> str:
+    return re.sub(r"\s+", "", hive_type.lower())
 
 
 _COLUMN = re.compile(r"^\s*`([a-z_][a-z0-9_]*)`\s+([a-z][a-z0-9_<>(), ]*?)\s*,?\s*$")

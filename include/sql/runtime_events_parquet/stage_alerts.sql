@@ -62,9 +62,9 @@ CASE WHEN is_falco THEN {{ falco }} ELSE json_extract(doc, '{{ panoptica }}') EN
 {%- endmacro %}
 {%- set falco_time -%}
 coalesce(
-            CASE WHEN json_format(json_extract(doc, '$.output_fields["evt.time"]')) <> 'null'
+            CASE WHEN regexp_like(json_format(json_extract(doc, '$.output_fields["evt.time"]')), '^"?-?[0-9]+"?$')
                 THEN json_extract(doc, '$.output_fields["evt.time"]') END,
-            CASE WHEN json_format(json_extract(doc, '$.output_fields["evt.time.iso8601"]')) <> 'null'
+            CASE WHEN regexp_like(json_format(json_extract(doc, '$.output_fields["evt.time.iso8601"]')), '^"[0-9]{4}-')
                 THEN json_extract(doc, '$.output_fields["evt.time.iso8601"]') END,
             json_extract(doc, '$.time'))
 {%- endset %}
@@ -206,19 +206,17 @@ classified AS (
 
 curated AS (
     SELECT
-        CASE
-            WHEN reject_reason IS NOT NULL THEN NULL
-            -- Falcosidekick's uuid names one alert: a redelivered copy stays one row
-            WHEN is_falco AND uuid <> '' THEN lower(to_hex(sha256(to_utf8('falco-uuid:' || uuid))))
-            ELSE lower(to_hex(sha256(to_utf8(array_join(
-                transform(
-                    ARRAY[container_id, evt_time, namespace, pod_name, cmdline, pid, cluster_id,
-                          rule_name, description, severity, related_cves],
-                    v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')
-                ),
-                ','
-            )))))
-        END AS event_id,
+        -- the eleven raw fields; a Falco alert's also Falcosidekick's uuid, so that a redelivered
+        -- copy stays one row and two alerts that happen to share a uuid stay two
+        CASE WHEN reject_reason IS NULL THEN lower(to_hex(sha256(to_utf8(array_join(
+            transform(
+                ARRAY[container_id, evt_time, namespace, pod_name, cmdline, pid, cluster_id,
+                      rule_name, description, severity, related_cves],
+                v -> coalesce(CAST(length(v) AS varchar) || ':' || v, '-')
+            ),
+            ','
+        ) || CASE WHEN is_falco AND uuid <> '' THEN ',uuid:' || CAST(length(uuid) AS varchar) || ':' || uuid ELSE '' END
+        )))) END AS event_id,
         event_time,
         container_id,
         namespace,
