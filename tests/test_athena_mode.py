@@ -335,14 +335,15 @@ class FakeAthena:
         if isinstance(statement.expression, exp.Query):  # CTAS: the location must be empty
             bucket, prefix = _s3_split(location)
             assert not self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents"), location
-        if isinstance(statement.this, exp.Schema):  # DDL: its column definitions
-            columns = [c.name for c in statement.this.expressions if isinstance(c, exp.ColumnDef)]
-        else:  # CTAS: the query's columns, the partition keys aside (Glue keeps them apart)
-            columns = [c for c in statement.expression.named_selects if c not in keys]
+        if isinstance(statement.this, exp.Schema):  # DDL: its column definitions, as Glue keeps them
+            columns = [(c.name, c.args["kind"].sql("hive").lower()) for c in statement.this.expressions
+                       if isinstance(c, exp.ColumnDef)]
+        else:  # CTAS: the query's columns (types not tracked here), the partition keys aside
+            columns = [(c, "string") for c in statement.expression.named_selects if c not in keys]
         self.glue.create_table(DatabaseName=target.db, TableInput={
             "Name": target.name, "TableType": "EXTERNAL_TABLE",
             "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
-            "StorageDescriptor": {"Location": location, "Columns": [{"Name": c, "Type": "string"} for c in columns]},
+            "StorageDescriptor": {"Location": location, "Columns": [{"Name": c, "Type": t} for c, t in columns]},
         })
         with_data = props.get("WithDataProperty")
         if isinstance(statement.expression, exp.Query) and not (with_data and with_data.args.get("no")):
