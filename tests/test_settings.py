@@ -32,6 +32,8 @@ DEFAULTS = {
     "athena_result_encryption": "",
     "deferrable": False,
     "raw_layout": "flat",
+    "raw_format": "panoptica",
+    "falco_cluster_field": "cluster_id",
     "redact_cmdline": False,
     "quicksight_dataset_ids": (),
 }
@@ -106,6 +108,8 @@ def test_every_setting_from_airflow_var_environment_variables():
         "athena_result_encryption": f"SSE_KMS:{KMS_ARN}",
         "deferrable": "true",
         "raw_layout": "dt={yyyy}-{MM}-{dd}/",
+        "raw_format": "auto",
+        "falco_cluster_field": "k8smeta.cluster.name",
         "redact_cmdline": "yes",
         "quicksight_dataset_ids": "ds-rules, ds_severity",
     }
@@ -125,6 +129,8 @@ def test_every_setting_from_airflow_var_environment_variables():
         "athena_result_encryption": f"SSE_KMS:{KMS_ARN}",
         "deferrable": True,
         "raw_layout": "dt={yyyy}-{MM}-{dd}/",
+        "raw_format": "auto",
+        "falco_cluster_field": "k8smeta.cluster.name",
         "redact_cmdline": True,
         "quicksight_dataset_ids": ("ds-rules", "ds_severity"),
     }
@@ -205,6 +211,11 @@ VALID = [
     ("raw_layout", "{yyyy}/{MM}/{dd}/", "{yyyy}/{MM}/{dd}/"),
     ("raw_layout", "dt={yyyy}-{MM}-{dd}/", "dt={yyyy}-{MM}-{dd}/"),
     ("raw_layout", "{yyyy}-{MM}-{dd}/", "{yyyy}-{MM}-{dd}/"),
+    ("raw_format", "falco", "falco"),
+    ("raw_format", " AUTO ", "auto"),
+    ("raw_format", "Panoptica", "panoptica"),
+    ("falco_cluster_field", "k8smeta.cluster.name", "k8smeta.cluster.name"),
+    ("falco_cluster_field", " cluster_id ", "cluster_id"),
     ("raw_layout", "year={yyyy}/month={MM}/day={dd}/", "year={yyyy}/month={MM}/day={dd}/"),
     ("quicksight_dataset_ids", "ds-1", ("ds-1",)),
     ("quicksight_dataset_ids", "ds-1, ds_2,ds3", ("ds-1", "ds_2", "ds3")),
@@ -344,6 +355,10 @@ HOSTILE = [
     pytest.param("raw_layout", "../{yyyy}/{MM}/{dd}/"),
     pytest.param("raw_layout", "{yyyy}/../{MM}/{dd}/"),
     pytest.param("raw_layout", "{yyyy}/{MM}/{dd}/../"),
+    *[pytest.param("raw_format", v, id=f"raw_format={v!r}") for v in [
+        "falcosidekick", "json", "falco;", "pan optica", "'auto'"]],
+    *[pytest.param("falco_cluster_field", v, id=f"falco_cluster_field={v!r}") for v in [
+        "a'b", 'x"]', "a]", "a[0]", "$.x", "a b", "a\\b", "-x", ".x", "x" * 129]],
     *[pytest.param("lookback_days", v, id=f"lookback_days={v!r}") for v in [
         "-1", "3.5", "abc", "91", "100", "1e1", "0x5", "\uff11", "2;"]],
     *[pytest.param("reject_threshold", v, id=f"reject_threshold={v!r}") for v in [
