@@ -25,7 +25,7 @@ REASONS = ["invalid_utf8", "malformed_json", "not_object", "bad_event_time",
            "missing_cluster_id", "bad_cluster_id", "missing_rule_name"]
 _SAFE_BYTES = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 CURATED = ["event_time", "container_id", "namespace", "pod_name", "cmdline", "pid", "rule_name", "tags", "hostname",
-           "description", "severity", "related_cves", "dt", "cluster_id"]
+           "alert_format", "description", "severity", "related_cves", "dt", "cluster_id"]
 
 # The ATT&CK reference file shipped with the package: the oracle reads it with pandas on its own.
 REFERENCE_FILE = Path(__file__).resolve().parent.parent / "plugins" / "runtime_events" / "reference" / "rule_attack_techniques.csv"
@@ -234,10 +234,11 @@ def classify(raw_lines, fmt: str = "panoptica", cluster_field: str = "cluster_id
                       "severity": canonical_severity(raw["raw_severity"]),
                       "related_cves": extract_cves(raw["raw_related_cves"]), "source_file": source,
                       "tags": (falco or {}).get("tags", []), "hostname": (falco or {}).get("hostname"),
+                      "alert_format": "panoptica" if falco is None else "falco",
                       "uuid": (falco or {}).get("uuid") or None})
     cols = RAW + ["event_time", "dt", "cluster_id", "rule_name", "namespace", "pod_name",
                   "container_id", "cmdline", "pid", "description", "severity", "related_cves",
-                  "source_file", "tags", "hostname", "uuid"]
+                  "source_file", "tags", "hostname", "alert_format", "uuid"]
     valid_df = pd.DataFrame(valid, columns=cols, dtype=object)
     valid_df["event_time"] = _ms(valid_df["event_time"])
     valid_df["pid"] = pd.array(list(valid_df["pid"]), dtype="Int32")
@@ -341,6 +342,7 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
         "last_seen": lambda g: max(r["event_time"] for r in g),
         "max_severity": lambda g: max((r["severity"] for r in g), key=rank.__getitem__)})
     return {
+        "ocsf_detection_findings": ocsf_findings(rows, techniques_of),
         "runtime_events_parquet": cur,
         "rule_attack_techniques": techniques,
         "attack_techniques": all_techniques(),
@@ -352,6 +354,78 @@ def expected_tables(raw_dir, days: list[str], fmt: str = "panoptica",
                                                 "distinct_rules"]),
         "daily_cve_counts": _finish(cve, ["event_count", "distinct_pods"]),
     }
+
+
+# ---------------------------------------------------------------- OCSF (issue 13)
+# OCSF 1.1.0 Detection Finding, as the README's mapping table states it; the tactic ids are
+# MITRE ATT&CK Enterprise's (attack.mitre.org/tactics/enterprise/).
+TACTIC_IDS = {"Reconnaissance": "TA0043", "Resource Development": "TA0042", "Initial Access": "TA0001",
+              "Execution": "TA0002", "Persistence": "TA0003", "Privilege Escalation": "TA0004",
+              "Defense Evasion": "TA0005", "Credential Access": "TA0006", "Discovery": "TA0007",
+              "Lateral Movement": "TA0008", "Collection": "TA0009", "Command and Control": "TA0011",
+              "Exfiltration": "TA0010", "Impact": "TA0040"}
+OCSF_SEVERITY = {"Critical": (5, "Critical"), "High": (4, "High"), "Medium": (3, "Medium"), "Low": (2, "Low"),
+                 "Info": (1, "Informational")}
+PRODUCTS = {"falco": {"name": "Falco", "vendor_name": "The Falco Project"},
+            "panoptica": {"name": "Panoptica", "vendor_name": "Cisco"}}
+
+
+def _epoch_ms(ts) -> int:
+    return (pd.Timestamp(ts) - pd.Timestamp(_EPOCH)) // pd.Timedelta(milliseconds=1)
+
+
+def ocsf_findings(rows: list[dict], techniques_of) -> pd.DataFrame:
+    """One OCSF Detection Finding per curated alert (uids and unmapped.source_file left out: the
+    oracle computes neither the event ids nor which file's copy of an alert is kept; the test
+    matches them with the curated table's)."""
+    out = []
+    for r in rows:
+        ms = _epoch_ms(r["event_time"])
+        severity_id, severity = OCSF_SEVERITY.get(r["severity"], (0, "Unknown"))
+        attacks = sorted(techniques_of(r), key=lambda t: (t[1], t[0]))
+        resources = [{"type": "kubernetes_cluster", "uid": r["cluster_id"], "name": r["cluster_id"], "namespace": None}]
+        if r["namespace"] is not None:
+            resources.append({"type": "kubernetes_namespace", "uid": r["namespace"], "name": r["namespace"],
+                              "namespace": r["namespace"]})
+        if r["pod_name"] is not None:
+            resources.append({"type": "kubernetes_pod", "uid": f"{r['namespace'] or ''}/{r['pod_name']}",
+                              "name": r["pod_name"], "namespace": r["namespace"]})
+        if r["container_id"] is not None:
+            resources.append({"type": "container", "uid": r["container_id"], "name": None, "namespace": r["namespace"]})
+        unmapped = {"cluster_id": r["cluster_id"], "hostname": r["hostname"],
+                    "related_cves": ",".join(r["related_cves"]) or None, "alert_format": r["alert_format"]}
+        out.append({
+            "activity_id": 1, "activity_name": "Create", "category_uid": 2, "category_name": "Findings",
+            "class_uid": 2004, "class_name": "Detection Finding", "type_uid": 200401,
+            "type_name": "Detection Finding: Create", "time": ms, "severity_id": severity_id, "severity": severity,
+            "status_id": 1, "status": "New",
+            "message": r["description"] if r["description"] is not None else r["rule_name"],
+            "metadata": {"version": "1.1.0", "product": PRODUCTS[r["alert_format"]], "uid": None,
+                         "labels": list(r["tags"])},
+            "finding_info": {"uid": None, "title": r["rule_name"], "desc": r["description"],
+                             "types": ["Kubernetes Runtime Alert"], "created_time": ms,
+                             "attacks": [{"tactic": {"name": tactic, "uid": TACTIC_IDS[tactic]},
+                                          "technique": {"name": name, "uid": tid}, "version": "v18.1"}
+                                         for tactic, tid, name in attacks]},
+            "resources": resources,
+            "evidences": None if r["pid"] is None else [{"process": {"pid": int(r["pid"]), "cmd_line": r["cmdline"]}}],
+            "unmapped": {k: v for k, v in unmapped.items() if v is not None},
+            "dt": r["dt"],
+        })
+    columns = ["activity_id", "activity_name", "category_uid", "category_name", "class_uid", "class_name",
+               "type_uid", "type_name", "time", "severity_id", "severity", "status_id", "status", "message",
+               "metadata", "finding_info", "resources", "evidences", "unmapped", "dt"]
+    return pd.DataFrame(out, columns=columns, dtype=object)
+
+
+def ocsf_without_uids(df: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows with the uids blanked, its map as a dict (pyarrow gives (key, value)
+    pairs in the map's order) without source_file, for comparing with ocsf_findings."""
+    df = df.copy()
+    df["metadata"] = [{**m, "uid": None} for m in df["metadata"]]
+    df["finding_info"] = [{**f, "uid": None} for f in df["finding_info"]]
+    df["unmapped"] = [{k: v for k, v in m if k != "source_file"} for m in df["unmapped"]]
+    return df
 
 
 def all_techniques() -> pd.DataFrame:

@@ -1012,7 +1012,7 @@ def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
 
 # -- 10: upgrades ----------------------------------------------------------------------------------
 def test_a_table_of_an_earlier_release_gains_its_new_columns_in_glue(athena_runs, aws, monkeypatch):
-    """runtime_events_parquet as an earlier release made it (no tags, hostname): the next run's
+    """runtime_events_parquet as an earlier release made it (no tags, hostname, alert_format): the next run's
     plan step appends them in Glue (UpdateTable, allowed by the IAM policy); its partitions and
     its other fields stay as they were."""
     from runtime_events import publish
@@ -1023,7 +1023,7 @@ def test_a_table_of_an_earlier_release_gains_its_new_columns_in_glue(athena_runs
     _, admin, moto_url = aws
     glue = admin.client("glue", endpoint_url=moto_url)  # straight to moto: not recorded
     table = glue.get_table(DatabaseName=DATABASE, Name="runtime_events_parquet")["Table"]
-    old = [c for c in table["StorageDescriptor"]["Columns"] if c["Name"] not in ("tags", "hostname")]
+    old = [c for c in table["StorageDescriptor"]["Columns"] if c["Name"] not in ("tags", "hostname", "alert_format")]
     keep = ("Name", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters")
     glue.update_table(DatabaseName=DATABASE, TableInput={
         **{k: table[k] for k in keep if k in table}, "StorageDescriptor": {**table["StorageDescriptor"], "Columns": old}})
@@ -1034,7 +1034,7 @@ def test_a_table_of_an_earlier_release_gains_its_new_columns_in_glue(athena_runs
     assert publish.add_new_columns(lake) == ["runtime_events_parquet"]
     after = glue.get_table(DatabaseName=DATABASE, Name="runtime_events_parquet")["Table"]
     assert [(c["Name"], c["Type"]) for c in after["StorageDescriptor"]["Columns"]] == [
-        (c["Name"], c["Type"]) for c in old] + [("tags", "array<string>"), ("hostname", "string")]
+        (c["Name"], c["Type"]) for c in old] + [("tags", "array<string>"), ("hostname", "string"), ("alert_format", "string")]
     assert after["StorageDescriptor"]["Location"] == table["StorageDescriptor"]["Location"]
     assert after["PartitionKeys"] == table["PartitionKeys"]
     assert glue.get_partitions(DatabaseName=DATABASE, TableName="runtime_events_parquet")["Partitions"] == partitions_before

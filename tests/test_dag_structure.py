@@ -96,7 +96,7 @@ def test_statements_reading_falcos_shape_are_one_athena_statement(name, raw_form
     assert isinstance(statement, exp.Create) and "{{" not in text and "{%" not in text
     if name.startswith("runtime_events_parquet"):
         assert '$.output_fields["k8smeta.cluster.name"]' in text and '$.output_fields["k8s.pod.name"]' in text
-        assert ("CASE WHEN is_falco THEN" in text) == (raw_format == "auto")
+        assert ("CASE WHEN is_falco THEN json_extract" in text) == (raw_format == "auto")
 
 
 def test_guide_queries_parse_as_athena():

@@ -868,6 +868,70 @@ class TestTrinoSemantics:
     def test_select_null(self, engine):
         assert rows(engine, "SELECT NULL AS z") == [{"z": None}]
 
+    # Nested values (the OCSF table writes them). Each case is an example of Trino's documentation
+    # (functions/map.html, functions/array.html, language/types.html#row) with the result it gives.
+    def test_map_filter_as_trino_documents_it(self, engine):
+        got = rows(engine, """SELECT map_filter(MAP(ARRAY[], ARRAY[]), (k, v) -> true) AS a,
+            map_filter(MAP(ARRAY[10, 20, 30], ARRAY['a', NULL, 'c']), (k, v) -> v IS NOT NULL) AS b,
+            map_filter(MAP(ARRAY['k1', 'k2', 'k3'], ARRAY[20, 3, 15]), (k, v) -> v > 10) AS c""")[0]
+        assert [dict(got[k]) for k in "abc"] == [{}, {10: "a", 30: "c"}, {"k1": 20, "k3": 15}]
+
+    def test_map_filter_lambda_sees_both_key_and_value_and_other_columns(self, engine):
+        got = scalar(engine, """SELECT map_filter(MAP(ARRAY['x', 'y', 'z'], ARRAY[1, 2, 3]),
+                                   (k, v) -> k <> 'y' AND v < t.limit_) AS m
+                                FROM (VALUES 3) AS t(limit_)""")
+        assert dict(got) == {"x": 1}
+
+    def test_rows_cast_to_named_fields(self, engine):
+        # types.html#row: CAST(ROW(1, 2e0) AS ROW(x BIGINT, y DOUBLE)); a field by name.
+        assert scalar(engine, "SELECT CAST(ROW(1, 2e0) AS ROW(x BIGINT, y DOUBLE)) AS r") == {"x": 1, "y": 2.0}
+        assert scalar(engine, "SELECT CAST(ROW(1, 2.0) AS ROW(x BIGINT, y DOUBLE)).x AS x") == 1
+        nested = scalar(engine, """SELECT CAST(ROW(ROW('a', 'b'), 'c', ARRAY[1, 2])
+                                       AS ROW(t ROW(name varchar, uid varchar), "desc" varchar, n array(integer))) AS r""")
+        assert nested == {"t": {"name": "a", "uid": "b"}, "desc": "c", "n": [1, 2]}
+
+    def test_filter_drops_null_elements_and_null_rows(self, engine):
+        # array.html#filter: filter(ARRAY[5, NULL, 7, NULL], x -> x IS NOT NULL) = [5, 7]
+        assert scalar(engine, "SELECT filter(ARRAY[5, NULL, 7, NULL], x -> x IS NOT NULL) AS a") == [5, 7]
+        got = scalar(engine, """SELECT filter(ARRAY[
+                CAST(ROW('a', 1) AS ROW(name varchar, n integer)),
+                CASE WHEN false THEN CAST(ROW('b', 2) AS ROW(name varchar, n integer)) END,
+                CAST(ROW(NULL, NULL) AS ROW(name varchar, n integer))], r -> r IS NOT NULL) AS a""")
+        # a row whose fields are all null is not a null row
+        assert got == [{"name": "a", "n": 1}, {"name": None, "n": None}]
+
+    def test_array_agg_of_rows_in_the_order_asked(self, engine):
+        got = scalar(engine, """SELECT array_agg(CAST(ROW(x, y) AS ROW(x varchar, y integer)) ORDER BY y DESC, x)
+                                FROM (VALUES ('a', 1), ('b', 2), ('c', 2)) AS t(x, y)""")
+        assert got == [{"x": "b", "y": 2}, {"x": "c", "y": 2}, {"x": "a", "y": 1}]
+
+    def test_empty_array_of_rows(self, engine):
+        got = rows(engine, "SELECT CAST(ARRAY[] AS array(ROW(name varchar))) AS a, "
+                           "cardinality(CAST(ARRAY[] AS array(ROW(name varchar)))) AS n")
+        assert got == [{"a": [], "n": 0}]
+
+    def test_nested_columns_written_by_ctas_read_back_through_their_ddl(self, engine, tmp_path):
+        loc = tmp_path / "curated" / "nested"
+        ctas_partitioned(engine, "nested_version", loc, """
+            SELECT CAST(ROW('v', ROW('p', 'q'), ARRAY['l']) AS ROW(version varchar,
+                       product ROW(name varchar, vendor_name varchar), labels array(varchar))) AS metadata,
+                   ARRAY[CAST(ROW(ROW(7, 'sh')) AS ROW(process ROW(pid integer, cmd_line varchar)))] AS evidences,
+                   MAP(ARRAY['k'], ARRAY['v']) AS unmapped,
+                   '2026-01-01' AS dt""")
+        engine.execute(
+            "CREATE EXTERNAL TABLE nested (metadata struct<version:string,product:struct<name:string,"
+            "vendor_name:string>,labels:array<string>>, evidences array<struct<process:struct<pid:int,"
+            f"cmd_line:string>>>, unmapped map<string,string>) PARTITIONED BY (dt string) STORED AS PARQUET "
+            f"LOCATION '{loc}/'", DB)
+        engine.execute(f"ALTER TABLE nested ADD PARTITION (dt = '2026-01-01') LOCATION '{loc}/dt=2026-01-01/'", DB)
+        (got,) = rows(engine, "SELECT metadata.product.vendor_name AS vendor, evidences[1].process.pid AS pid, "
+                              "element_at(unmapped, 'k') AS k, metadata FROM nested")
+        assert got == {"vendor": "q", "pid": 7, "k": "v",
+                       "metadata": {"version": "v", "product": {"name": "p", "vendor_name": "q"}, "labels": ["l"]}}
+        schema = pq.read_schema(next(loc.rglob("*.parquet")))
+        assert str(schema.field("metadata").type) == (
+            "struct<version: string, product: struct<name: string, vendor_name: string>, labels: list<element: string>>")
+
 
 # ------------------------------------------------------------------------------------------
 # partition pruning

@@ -103,10 +103,11 @@ def add_new_columns(lake: Lake) -> list[str]:
 
 
 def _type_text(hive_type: str) -> str:
-    return re.sub(r"\s+", "", hive_type.lower())
+    """A Hive type for comparison: Glue and the DDL may differ in spaces, case and quoting."""
+    return re.sub(r"[\s`]+", "", hive_type.lower())
 
 
-_COLUMN = re.compile(r"^\s*`([a-z_][a-z0-9_]*)`\s+([a-z][a-z0-9_<>(), ]*?)\s*,?\s*$")
+_COLUMN = re.compile(r"^\s*`([a-z_][a-z0-9_]*)`\s+([a-z][a-z0-9_<>(), :`]*?)\s*,?\s*$")
 
 
 def ddl_columns(settings: Settings, table: Table) -> list[tuple[str, str]]:

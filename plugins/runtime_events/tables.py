@@ -61,6 +61,7 @@ TABLES = (
     Table("daily_workload_counts", "aggregate", ("dt",)),
     Table("daily_cve_counts", "aggregate", ("dt",)),
     Table("daily_attack_counts", "aggregate", ("dt",)),
+    Table("ocsf_detection_findings", "aggregate", ("dt",)),
     Table("runtime_events_load_audit", "record"),
     Table("runtime_events_query_costs", "record"),
 )

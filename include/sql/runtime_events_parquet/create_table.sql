@@ -15,5 +15,6 @@
     `related_cves` array<string>,
     `source_file` string,
     `tags` array<string>,
-    `hostname` string
+    `hostname` string,
+    `alert_format` string
 {%- endcall %}

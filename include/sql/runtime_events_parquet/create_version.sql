@@ -5,6 +5,6 @@
 {% call create_work_table(params.versions.runtime_events_parquet, no_data=true) -%}
 SELECT
     event_id, event_time, container_id, namespace, pod_name, cmdline, pid, rule_name,
-    description, severity, related_cves, source_file, tags, hostname, dt, cluster_id
+    description, severity, related_cves, source_file, tags, hostname, alert_format, dt, cluster_id
 FROM {{ params.stage.table }}
 {%- endcall %}

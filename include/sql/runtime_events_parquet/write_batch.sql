@@ -4,7 +4,7 @@
 INSERT INTO {{ params.versions.runtime_events_parquet.table }}
 SELECT
     event_id, event_time, container_id, namespace, pod_name, cmdline, pid, rule_name,
-    description, severity, related_cves, source_file, tags, hostname, dt, cluster_id
+    description, severity, related_cves, source_file, tags, hostname, alert_format, dt, cluster_id
 FROM {{ params.stage.table }}
 WHERE reject_reason IS NULL
     AND scope = 'window'

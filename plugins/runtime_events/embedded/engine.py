@@ -76,7 +76,17 @@ def hive_type(duckdb_type: str) -> str:
         return "bigint"
     if text in ("JSON", '"NULL"', "NULL"):
         return "string"
-    return exp.DataType.build(text, dialect="duckdb").sql("hive").lower().replace("int128", "bigint")
+    text = text.replace('"NULL"', "VARCHAR")  # an element of unknown type, as in MAP(ARRAY[], ARRAY[])
+    return type_text(exp.DataType.build(text, dialect="duckdb")).replace("int128", "bigint")
+
+
+def type_text(data_type: exp.DataType) -> str:
+    """A Hive type as the catalogue keeps it: lower case, struct field names unquoted (as Glue
+    shows them), so that a DDL's type and a query's result type compare as text."""
+    data_type = data_type.copy()
+    for identifier in data_type.find_all(exp.Identifier):
+        identifier.set("quoted", False)
+    return data_type.sql("hive").lower()
 
 
 def duckdb_type(hive: str) -> str:
@@ -210,7 +220,7 @@ class EmbeddedEngine:
     def _create_external_table(self, statement: exp.Create, database: str) -> QueryResult:
         schema = statement.this
         db, name = self._qualified(schema.this, database)
-        columns = tuple((c.name, c.args["kind"].sql("hive").lower()) for c in schema.expressions)
+        columns = tuple((c.name, type_text(c.args["kind"])) for c in schema.expressions)
         props = statement.args.get("properties")
         partition_keys: tuple = ()
         location = None
@@ -724,6 +734,21 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 and not isinstance(n.parent, exp.Column) else n)
                 for element in node.this.this.expressions]
             return exp.Anonymous(this="concat_ws", expressions=[node.expression.copy(), *parts])
+        if (isinstance(node, exp.Anonymous) and node.name.lower() == "map_filter" and len(node.expressions) == 2
+                and isinstance(node.expressions[1], exp.Lambda) and len(node.expressions[1].expressions) == 2):
+            # map_filter(m, (k, v) -> p): DuckDB has no map_filter; its map_entries are (key, value)
+            # structs, filtered as a list and made a map again (entries keep their order).
+            lam = node.expressions[1]
+            key, value = (e.name for e in lam.expressions)
+            entry = "__entry"
+            body = lam.this.copy().transform(
+                lambda n: exp.Dot(this=exp.column(entry), expression=exp.to_identifier("key" if n.name == key else "value"))
+                if isinstance(n, (exp.Identifier, exp.Column)) and n.name in (key, value)
+                and not isinstance(n.parent, exp.Column) and not (isinstance(n, exp.Column) and n.table) else n)
+            entries = exp.Anonymous(this="map_entries", expressions=[node.expressions[0].transform(rewrite)])
+            kept = exp.Anonymous(this="list_filter", expressions=[
+                entries, exp.Lambda(this=body.transform(rewrite), expressions=[exp.to_identifier(entry)])])
+            return exp.Anonymous(this="map_from_entries", expressions=[kept])
         if isinstance(node, exp.Length) and isinstance(node.this, exp.Encode):
             # length(varbinary) counts bytes in Trino; DuckDB's length() takes no BLOB.
             return exp.Anonymous(this="octet_length", expressions=[node.this.transform(rewrite)])
