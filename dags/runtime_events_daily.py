@@ -17,6 +17,8 @@ Athena tables, for the UTC day of the run and the `lookback_days` before it:
 6. **aggregate**: rebuild each daily aggregate (its `select.sql`, in the shared write-audit-publish
    statement `build_version.sql`) and publish them the same way, which updates
    one Airflow Asset per table and refreshes the SPICE datasets of `quicksight_dataset_ids`;
+   the published OCSF findings of the rebuilt days are copied into AWS Security Lake's
+   custom-source layout under `security_lake_location` (`export_to_security_lake`);
 7. **record** the run's line accounting in `runtime_events_load_audit` and what each statement
    scanned and cost in `runtime_events_query_costs`;
 8. **teardown**: drop the run's work tables, delete its stage, and delete versions replaced more
@@ -115,6 +117,12 @@ def runtime_events_daily():
     aggregates_published = publish_aggregates(run, events_published, count_aggregate_rows.output)
 
     @task
+    def export_to_security_lake(run: dict, published: list[dict]) -> dict:
+        return tasks.export_to_security_lake(run, published)
+
+    security_lake_export = export_to_security_lake(run, aggregates_published)
+
+    @task
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
         return tasks.quicksight_refreshes(run)
 
@@ -159,9 +167,10 @@ def runtime_events_daily():
         >> record_load_audit
         >> query_costs
         >> record_query_costs
-        >> clean_up(run).as_teardown(setups=run)
+        >> (cleaned_up := clean_up(run).as_teardown(setups=run))
     )
     aggregates_published >> refresh_quicksight_datasets
+    security_lake_export >> cleaned_up  # the export reads the run's published version
 
 
 runtime_events_daily()

@@ -71,8 +71,9 @@ class Pipeline:
                 self.statement("build_version.sql", run, table=table.name)
             counts = checks.count_aggregate_rows(
                 self.rows("count_aggregate_rows.sql", run, tables=[t.name for t in AGGREGATES]), run, self.settings)
-            for table in AGGREGATES:
-                publish.publish(lake, table, run, events["days_rebuilt"], tasks.version_rows(counts, table.name))
+            published = [publish.publish(lake, table, run, events["days_rebuilt"], tasks.version_rows(counts, table.name))
+                         for table in AGGREGATES]
+            self.exported = tasks.export_to_security_lake(run.as_xcom(), published, lake)
             self.statement("runtime_events_load_audit/record_run.sql", run)
         finally:
             publish.clean_up(lake, run)

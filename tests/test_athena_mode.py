@@ -58,6 +58,7 @@ WORKGROUP = "security-etl"
 RAW = "s3://alerts-bucket/lightspin/k8s_runtime_events/"
 CURATED = "s3://lake-bucket/curated/"
 RESULTS = "s3://query-results-bucket/athena/"
+SECURITY_LAKE = "s3://aws-security-data-lake-us-east-1-abc/ext/runtime_events/"
 DATASET = "daily-rule-counts-spice"
 STAGE_SCANNED = 3 * 2**40  # the proxy says stage_alerts scanned 3 TiB: $15
 THROTTLED = 3
@@ -181,6 +182,9 @@ class AwsProxy:
     def handle(self, method: str, raw_path: str, headers, body: bytes):
         parts = urlsplit(raw_path)
         call = classify(method, parts.path, parts.query, headers, body, self.workgroups)
+        if headers.get("x-amz-copy-source"):  # CopyObject: s3:GetObject on the source as well
+            source = unquote(headers["x-amz-copy-source"]).lstrip("/").split("?", 1)[0]
+            self.calls.append(Call(call.by, "s3", "GetObject", [f"arn:aws:s3:::{source}"], status=200))
         if call.by == "dag" and call.action == "StartQueryExecution":
             with self.lock:
                 throttled, self.throttle = self.throttle > 0, max(self.throttle - 1, 0)
@@ -404,6 +408,7 @@ def policy(kms_key: str) -> dict:
         "<curated_bucket>": _s3_split(CURATED)[0], "<curated_prefix>": _s3_split(CURATED)[1],
         "<results_bucket>": _s3_split(RESULTS)[0], "<results_prefix>": _s3_split(RESULTS)[1],
         "<quicksight_dataset_id>": DATASET, "<kms_key_arn>": kms_key,
+        "<security_lake_bucket>": _s3_split(SECURITY_LAKE)[0], "<security_lake_prefix>": _s3_split(SECURITY_LAKE)[1],
     }
     text = (REPO / "docs" / "iam-policy.json").read_text()
     for placeholder, value in values.items():
@@ -460,7 +465,8 @@ def aws_env(proxy: AwsProxy) -> dict:
 def athena_settings(proxy: AwsProxy, **overrides: str) -> dict:
     return {"engine": "athena", "raw_location": RAW, "curated_location": CURATED, "database": DATABASE,
             "athena_workgroup": WORKGROUP, "athena_output_location": RESULTS,
-            "athena_result_encryption": f"SSE_KMS:{proxy.kms_key}", **overrides}
+            "athena_result_encryption": f"SSE_KMS:{proxy.kms_key}", "security_lake_location": SECURITY_LAKE,
+            "security_lake_account_id": ACCOUNT, **overrides}
 
 
 def athena_env(home: Path, proxy: AwsProxy, **overrides: str) -> dict:
@@ -531,7 +537,7 @@ def aws():
     proxy = AwsProxy(moto_url)
     admin = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     s3 = admin.client("s3", endpoint_url=moto_url)
-    for location in (RAW, CURATED, RESULTS):
+    for location in (RAW, CURATED, RESULTS, SECURITY_LAKE):
         s3.create_bucket(Bucket=_s3_split(location)[0])
     admin.client("athena", endpoint_url=moto_url).create_work_group(
         Name=WORKGROUP, Configuration={"ResultConfiguration": {}})
@@ -1008,6 +1014,26 @@ def test_glue_and_s3_clients_of_publish_retry_throttling(aws, monkeypatch):
 
     for client in (GlueCatalogue(settings).client, S3Storage(settings.aws_conn_id).hook.get_conn()):
         assert retries(client.meta.config) == ("standard", 11), client.meta.service_model.service_name
+
+
+# -- 9b: Security Lake ------------------------------------------------------------------------------
+def test_the_published_ocsf_findings_are_copied_into_the_security_lake_layout(athena_runs, aws):
+    """The main run copied the published ocsf_detection_findings partition of its day, server
+    side, into <location>region=/accountId=/eventDay=YYYYMMDD/ (the failing run published
+    nothing and exported nothing); the calls are in the IAM test above."""
+    _, admin, moto_url = aws
+    glue = admin.client("glue", endpoint_url=moto_url)
+    (partition,) = glue.get_partitions(DatabaseName=DATABASE, TableName="ocsf_detection_findings")["Partitions"]
+    source = s3_objects(athena_runs.s3, partition["StorageDescriptor"]["Location"])
+    exported = s3_objects(athena_runs.s3, SECURITY_LAKE)
+    folder = f"{_s3_split(SECURITY_LAKE)[1]}region={REGION}/accountId={ACCOUNT}/eventDay={DAY.replace('-', '')}/"
+    token = athena_runs.token("main")
+    assert sorted(exported) == [f"{folder}{token}-{n:05d}.parquet" for n in range(len(source))] and source
+    assert sorted(exported.values()) == sorted(source.values())  # the same bytes
+    copies = [c for c in athena_runs.calls("main") if c.iam_action == "s3:PutObject"
+              and c.resources[0].startswith(f"arn:aws:s3:::{_s3_split(SECURITY_LAKE)[0]}/")]
+    assert len(copies) == len(source)
+    assert "export_to_security_lake" in athena_runs.outputs["main"]
 
 
 # -- 10: upgrades ----------------------------------------------------------------------------------

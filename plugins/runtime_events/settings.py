@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 
@@ -38,6 +38,7 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 _WORKGROUP = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 _DATASET_ID = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 _LAYOUT_TOKENS = re.compile(r"\{(yyyy|MM|dd)\}")
 _LAYOUT_LITERAL = re.compile(r"^[A-Za-z0-9._=/-]*$")
@@ -79,6 +80,11 @@ class Settings:
     falco_cluster_field: str = "cluster_id"
     redact_cmdline: bool = False
     quicksight_dataset_ids: tuple[str, ...] = ()
+    # Where export_to_security_lake writes the OCSF findings (Security Lake's custom-source
+    # location, ending in ext/<source>/); "" when the export is off.
+    security_lake_location: str = ""
+    security_lake_region: str = "us-east-1"
+    security_lake_account_id: str = ""
 
     @property
     def is_athena(self) -> bool:
@@ -106,8 +112,34 @@ class Settings:
         lookup = lookup or environment_lookup(os.environ)
         raw = {f.name: lookup(PREFIX + f.name) for f in fields(cls)}
         settings = cls(**{name: _PARSERS[name](name, value) for name, value in raw.items()})
+        settings = settings._with_security_lake()
         settings._check_locations_apart()
         return settings
+
+    def _with_security_lake(self) -> Settings:
+        """The export's defaults hang on the engine: on the embedded engine it is on, into
+        ``security_lake/ext/runtime_events/`` beside the curated folder, for account
+        000000000000; on Athena it is off until a location is set, and then the account must be
+        set too."""
+        location, account = self.security_lake_location, self.security_lake_account_id
+        if location == _UNSET:
+            location = "" if self.is_athena else _security_lake_default(self.curated_location)
+        elif location == "off":
+            location = ""
+        if location:
+            if self.is_athena != location.startswith("s3://"):
+                raise SettingsError(
+                    "security_lake_location", location,
+                    "an s3:// location with engine=athena" if self.is_athena
+                    else "a local folder with engine=duckdb (or off)")
+            if not account:
+                if self.is_athena:
+                    raise SettingsError(
+                        "security_lake_account_id", None,
+                        "the 12-digit AWS account id of the Security Lake custom source, which "
+                        f"{PREFIX}security_lake_location={location!r} asks for")
+                account = "000000000000"
+        return replace(self, security_lake_location=location, security_lake_account_id=account)
 
     def _check_locations_apart(self) -> None:
         """The project reads ``raw_location`` and writes ``curated_location``: if one held the
@@ -118,6 +150,13 @@ class Settings:
                 "curated_location", curated,
                 f"a location apart from runtime_events_raw_location={raw!r}: "
                 "neither may be equal to the other or inside it")
+        lake = self.security_lake_location
+        for name, other in (("raw_location", raw), ("curated_location", curated)):
+            if lake and (lake.startswith(other) or other.startswith(lake)):
+                raise SettingsError(
+                    "security_lake_location", lake,
+                    f"a location apart from {PREFIX}{name}={other!r}: the export replaces files there, "
+                    "so neither may be equal to the other or inside it")
 
 
 def environment_lookup(environ: Mapping[str, str]) -> Lookup:
@@ -170,6 +209,41 @@ def _location(name: str, value: str | None, default: Path) -> str:
                             "a relative path would depend on the working directory")
     # Resolved (symbolic links, . and ..): two spellings of one folder compare equal.
     return str(Path(text).resolve()) + "/"
+
+
+_UNSET = "<unset>"
+
+
+def _security_lake_default(curated_location: str) -> str:
+    """Beside the curated folder: <PROJECT_ROOT>/.lake/security_lake/ext/runtime_events/ by default."""
+    return str(Path(curated_location).parent / "security_lake" / "ext" / "runtime_events") + "/"
+
+
+def _security_lake_location(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return _UNSET
+    if text.lower() == "off":
+        return "off"
+    return _location(name, text, Path("/"))
+
+
+def _aws_region(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return "us-east-1"
+    if not _REGION.match(text):
+        raise SettingsError(name, value, "an AWS region name such as us-east-1 or eu-central-1")
+    return text
+
+
+def _account_id(name: str, value: str | None) -> str:
+    text = _text(value)
+    if text is None:
+        return ""
+    if not re.fullmatch(r"[0-9]{12}", text):
+        raise SettingsError(name, value, "a 12-digit AWS account id")
+    return text
 
 
 def _raw_location(name: str, value: str | None) -> str:
@@ -353,4 +427,7 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "redact_cmdline": _flag,
     "quicksight_dataset_ids": _dataset_ids,
     "retention_days": _retention_days,
+    "security_lake_location": _security_lake_location,
+    "security_lake_region": _aws_region,
+    "security_lake_account_id": _account_id,
 }

@@ -1,13 +1,15 @@
 """Where the project's files live: local folders for the embedded engine, S3 on AWS.
 
 Only what publishing, clean-up and the ledger need: list folders and files, read and write small
-text objects (a write is atomic; ``create_text`` writes only if nothing is there yet), and
-delete a folder. Every delete goes through :func:`delete_inside`, which resolves the location and
-refuses anything that is not strictly inside the folder it is allowed to touch.
+text objects (a write is atomic; ``create_text`` writes only if nothing is there yet), copy a
+file, and delete a folder or a file. Every folder delete goes through :func:`delete_inside`, which
+resolves the location and refuses anything that is not strictly inside the folder it is allowed
+to touch; the Security Lake export checks each file it deletes the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +33,8 @@ class Storage(Protocol):
     def create_text(self, location: str, text: str) -> bool: ...
     def resolve(self, location: str) -> str: ...
     def delete(self, location: str, root: str) -> int: ...
+    def copy_file(self, source: str, target: str) -> None: ...
+    def delete_file(self, location: str) -> bool: ...
 
 
 def split_s3(location: str) -> tuple[str, str]:
@@ -89,6 +93,28 @@ class LocalStorage:
                 break
             parent = parent.parent
         return count
+
+
+    def copy_file(self, source: str, target: str) -> None:
+        """Copy one file; the target appears whole or not at all (a hidden copy, then a rename)."""
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def delete_file(self, location: str) -> bool:
+        try:
+            os.unlink(location)
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def _written_beside(path: Path, text: str) -> str:
@@ -159,6 +185,17 @@ class S3Storage:
         for i in range(0, len(keys), 1000):
             self.hook.delete_objects(bucket, keys[i:i + 1000])
         return len(keys)
+
+    def copy_file(self, source: str, target: str) -> None:
+        """A server-side copy (multipart for large objects, by boto3's managed transfer)."""
+        source_bucket, source_key = split_s3(source)
+        bucket, key = split_s3(target)
+        self.hook.get_conn().copy({"Bucket": source_bucket, "Key": source_key}, bucket, key)
+
+    def delete_file(self, location: str) -> bool:
+        bucket, key = split_s3(location)
+        self.hook.get_conn().delete_object(Bucket=bucket, Key=key)
+        return True
 
 
 def is_inside(storage: Storage, location: str, root: str) -> bool:

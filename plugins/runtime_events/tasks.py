@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset
 
-from runtime_events import checks, engines, planning, publish
+from runtime_events import checks, engines, planning, publish, security_lake
 from runtime_events.compat import AirflowFailException, add_partitions
 from runtime_events.ledger import LedgerError
 from runtime_events.planning import RunPlan
@@ -127,6 +127,12 @@ def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> 
                                       "days_rebuilt": events["days_rebuilt"]}
         add_partitions(outlet_events[asset], events["days_rebuilt"])
     return summaries
+
+
+def export_to_security_lake(run: dict, published: list[dict], lake: publish.Lake | None = None) -> dict:
+    """Copy the OCSF findings of the days the run rebuilt into the Security Lake layout."""
+    days = next((s["days_rebuilt"] for s in published if s["table"] == security_lake.TABLE), [])
+    return security_lake.export(lake or _lake(), RunPlan.of(run).run_token, days)
 
 
 def version_rows(counts: dict, table: str) -> dict[tuple, int]:
