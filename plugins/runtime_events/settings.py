@@ -126,19 +126,18 @@ class Settings:
             location = "" if self.is_athena else _security_lake_default(self.curated_location)
         elif location == "off":
             location = ""
-        if location:
-            if self.is_athena != location.startswith("s3://"):
-                raise SettingsError(
-                    "security_lake_location", location,
-                    "an s3:// location with engine=athena" if self.is_athena
-                    else "a local folder with engine=duckdb (or off)")
-            if not account:
-                if self.is_athena:
-                    raise SettingsError(
-                        "security_lake_account_id", None,
-                        "the 12-digit AWS account id of the Security Lake custom source, which "
-                        f"{PREFIX}security_lake_location={location!r} asks for")
-                account = "000000000000"
+        if not account and not self.is_athena:
+            account = "000000000000"
+        if location and self.is_athena != location.startswith("s3://"):
+            raise SettingsError(
+                "security_lake_location", location,
+                "an s3:// location with engine=athena" if self.is_athena
+                else "a local folder with engine=duckdb (or off)")
+        if location and not account:
+            raise SettingsError(
+                "security_lake_account_id", None,
+                "the 12-digit AWS account id of the Security Lake custom source, which "
+                f"{PREFIX}security_lake_location={location!r} asks for")
         return replace(self, security_lake_location=location, security_lake_account_id=account)
 
     def _check_locations_apart(self) -> None:
@@ -215,7 +214,10 @@ _UNSET = "<unset>"
 
 
 def _security_lake_default(curated_location: str) -> str:
-    """Beside the curated folder: <PROJECT_ROOT>/.lake/security_lake/ext/runtime_events/ by default."""
+    """Beside a local curated folder (<PROJECT_ROOT>/.lake/security_lake/ext/runtime_events/ by
+    default); none beside an S3 one, which the embedded engine cannot use anyway."""
+    if curated_location.startswith("s3://"):
+        return ""
     return str(Path(curated_location).parent / "security_lake" / "ext" / "runtime_events") + "/"
 
 
