@@ -208,3 +208,32 @@ def test_bad_security_lake_settings_fail_naming_the_setting(values, setting):
     values = {"raw_location": "/srv/lake/raw", "curated_location": "/srv/lake/curated", **values}
     with pytest.raises(SettingsError, match=f"runtime_events_{setting}="):
         Settings.load(lambda k: values.get(k.removeprefix("runtime_events_")))
+
+
+def test_the_cli_exports_history_published_before_the_export_was_on(tmp_path):
+    """A lake built with the export off: `runtime-events export-security-lake` copies the
+    published days of a range; run again, it finds them there and writes nothing."""
+    import os
+    import subprocess
+
+    write_nasty_alerts(tmp_path / "raw", DAYS)
+    Pipeline(make_settings(tmp_path, security_lake_location="off")).run_day(DAYS[-1])
+    target = tmp_path / "sl" / "ext" / "runtime_events"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_VAR_RUNTIME_EVENTS_")} | {
+        "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp_path / "raw"),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp_path / "curated"),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_SECURITY_LAKE_LOCATION": str(target),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_SECURITY_LAKE_ACCOUNT_ID": "111122223333",
+        "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1"}
+    cli = [str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "runtime-events"), "export-security-lake"]
+    done = subprocess.run([*cli, "--from", DAYS[1], "--to", "2026-03-31"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [f"dt={DAYS[1]}: exported (1 files)", f"dt={DAYS[2]}: exported (1 files)"]
+    settings = make_settings(tmp_path, security_lake_location=str(target), security_lake_account_id="111122223333")
+    assert sorted(exported_files(settings)) == [d.replace("-", "") for d in DAYS[1:]]
+    again = subprocess.run([*cli, "--from", DAYS[0], "--to", DAYS[2]], env=env, capture_output=True, text=True)
+    assert again.stdout.splitlines()[:3] == [f"dt={DAYS[0]}: exported (1 files)", f"dt={DAYS[1]}: unchanged (1 files)",
+                                             f"dt={DAYS[2]}: unchanged (1 files)"]
+    off = subprocess.run([*cli, "--from", DAYS[0], "--to", DAYS[2]], capture_output=True, text=True,
+                         env=env | {"AIRFLOW_VAR_RUNTIME_EVENTS_SECURITY_LAKE_LOCATION": "off"})
+    assert off.returncode == 2 and "runtime_events_security_lake_location" in off.stderr

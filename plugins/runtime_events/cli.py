@@ -202,6 +202,31 @@ def _repair(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _export_security_lake(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import planning, publish, security_lake
+
+    if not settings.security_lake_location:
+        print("runtime-events: the Security Lake export is off: set runtime_events_security_lake_location "
+              "(and, on Athena, runtime_events_security_lake_account_id)", file=sys.stderr)
+        return 2
+    if args.to < args.from_:
+        print(f"runtime-events: --to {args.to} is before --from {args.from_}", file=sys.stderr)
+        return 2
+    with _quiet_stdout():
+        lake = publish.Lake(settings)
+        lake.ledger.claim()
+        days = sorted(v[0] for v in lake.catalogue.partitions(security_lake.TABLE)
+                      if args.from_.isoformat() <= v[0] <= args.to.isoformat())
+        summary = security_lake.export(lake, planning.new_run_token(), days)
+    for day, done in summary["days"].items():
+        print(f"dt={day}: {done['outcome']} ({done.get('files', 0)} files"
+              + (f", {done['replaced']} replaced" if done.get("replaced") else "") + ")")
+    if not days:
+        print(f"no published {security_lake.TABLE} partition from {args.from_} to {args.to}")
+    print(f"into {summary['location']}")
+    return 0
+
+
 def _print_table(pages) -> int:
     header: list[str] = []
     body: list[list[str]] = []
@@ -271,6 +296,11 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", help="the run token of the version (default: the previous one)")
     repair = commands.add_parser("repair", help="re-attach every partition's latest recorded version")
     repair.add_argument("table")
+    export = commands.add_parser(
+        "export-security-lake",
+        help="copy the published OCSF findings of a range of days into the Security Lake layout")
+    export.add_argument("--from", dest="from_", type=_day, required=True, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", type=_day, required=True, help="last day, YYYY-MM-DD")
     return root
 
 
@@ -294,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     except EngineUnavailable as exc:
         print(f"runtime-events: {exc}", file=sys.stderr)
         return 2
-    commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair}
+    commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair,
+                "export-security-lake": _export_security_lake}
     try:
         return commands[args.command](args, settings)
     except refusals as exc:
