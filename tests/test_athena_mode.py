@@ -1023,7 +1023,8 @@ def test_the_published_ocsf_findings_are_copied_into_the_security_lake_layout(at
     nothing and exported nothing); the calls are in the IAM test above."""
     _, admin, moto_url = aws
     glue = admin.client("glue", endpoint_url=moto_url)
-    (partition,) = glue.get_partitions(DatabaseName=DATABASE, TableName="ocsf_detection_findings")["Partitions"]
+    partitions = glue.get_partitions(DatabaseName=DATABASE, TableName="ocsf_detection_findings")["Partitions"]
+    (partition,) = [p for p in partitions if p["Values"] == [DAY]]  # the window's other days: empty
     source = s3_objects(athena_runs.s3, partition["StorageDescriptor"]["Location"])
     exported = s3_objects(athena_runs.s3, SECURITY_LAKE)
     folder = f"{_s3_split(SECURITY_LAKE)[1]}region={REGION}/accountId={ACCOUNT}/eventDay={DAY.replace('-', '')}/"

@@ -66,14 +66,14 @@ def test_every_referenced_sql_file_exists(dagbag):
         assert (SQL_DIR / table.select_sql).is_file(), table.select_sql
 
 
-def _render(name: str, **overrides: str) -> str:
+def _render(name: str, table: str = "daily_rule_counts", **overrides: str) -> str:
     values = {"raw_location": "s3://alerts-bucket/lightspin/k8s_runtime_events/",
               "curated_location": "s3://lake-bucket/curated/", **overrides}
     settings = Settings.load(lambda key: values.get(key.removeprefix("runtime_events_")))
     run = planning.plan_window(settings, date(2026, 11, 20))
     extra = {"batch": 0, "tables": [t.name for t in AGGREGATES]}
     if name == "build_version.sql":
-        extra["table"] = "daily_rule_counts"
+        extra["table"] = table
     return sql.render(name, sql.sql_params(settings, run, extra, query=name))
 
 
@@ -84,6 +84,17 @@ def test_every_sql_file_is_one_athena_statement(name):
     assert len(statements) == 1
     assert not any(isinstance(node, exp.Command) for node in statements[0].walk())
     assert "{{" not in text and "{%" not in text
+
+
+@pytest.mark.parametrize("table", [t.name for t in AGGREGATES])
+def test_each_aggregates_build_is_one_athena_ctas(table):
+    """build_version.sql with each table's select.sql inside (the OCSF one writes nested ROW,
+    ARRAY(ROW) and MAP values): one CREATE TABLE AS of Athena SQL."""
+    text = _render("build_version.sql", table=table)
+    (statement,) = [s for s in sqlglot.parse(text, read="athena") if s is not None]
+    assert isinstance(statement, exp.Create) and isinstance(statement.expression, exp.Query)
+    assert not any(isinstance(node, exp.Command) for node in statement.walk())
+    assert statement.expression.named_selects[-1] == "dt"
 
 
 @pytest.mark.parametrize("raw_format", ["falco", "auto"])

@@ -70,7 +70,8 @@ def _export_day(lake, run_token: str, day: str, source: str, records: list[dict]
     folder = day_folder(settings, day)
     done = [r for r in records if r["kind"] == "exported"]
     latest = done[-1] if done else None
-    if latest and latest["source"] == source and set(latest["files"]) <= set(storage.files(folder)):
+    present = set(storage.files(folder))
+    if latest and latest["source"] == source and set(latest["files"]) <= present:
         return {"outcome": "unchanged", "files": len(latest["files"])}
 
     sources = _parquet_files(storage, source)
@@ -78,13 +79,14 @@ def _export_day(lake, run_token: str, day: str, source: str, records: list[dict]
     ledger.record(RECORDS, "export_started", run_token, day=day, source=source, files=targets)
     for source_file, target in zip(sources, targets):
         storage.copy_file(source_file, target)
-    # Every file an earlier record of the day named and this export did not write: the day's
-    # earlier exports, and abandoned starts (a start of a run still copying is left alone).
+    # Every file still there that an earlier record of the day named and this export did not
+    # write: the day's earlier exports, and abandoned starts (a start of a run still copying is
+    # left alone). A delete that a crash interrupted is done by the day's next export.
     now = datetime.now(timezone.utc)
     replaced = sorted({f for r in records for f in r["files"]
                        if r["kind"] == "exported" or (r["run_token"] != run_token and
                                                       now - datetime.fromisoformat(r["at"]) > STALE_AFTER)}
-                      - set(targets))
+                      & present - set(targets))
     ledger.record(RECORDS, "exported", run_token, day=day, source=source, files=targets, deleted=replaced)
     deleted = 0
     for file in replaced:
