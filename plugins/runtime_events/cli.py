@@ -227,6 +227,35 @@ def _export_security_lake(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import alerts_page
+
+    with _quiet_stdout():
+        page = alerts_page.build(settings, args.from_ and args.from_.isoformat(), args.to and args.to.isoformat(),
+                                 args.cluster)
+    out = Path(args.out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(alerts_page.render(page), encoding="utf-8")
+    print(f"{out}: {page.dt_from} to {page.dt_to}" + (f", cluster {args.cluster}" if args.cluster else "")
+          + (f" ({page.message})" if page.message else ""))
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import alerts_server
+
+    server = alerts_server.make_server(lambda: Settings.load(settings_lookup()), args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"the alerts page is at http://{host}:{port}/ (read-only; Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _print_table(pages) -> int:
     header: list[str] = []
     body: list[list[str]] = []
@@ -301,6 +330,14 @@ def parser() -> argparse.ArgumentParser:
         help="copy the published OCSF findings of a range of days into the Security Lake layout")
     export.add_argument("--from", dest="from_", type=_day, required=True, help="first day, YYYY-MM-DD")
     export.add_argument("--to", type=_day, required=True, help="last day, YYYY-MM-DD")
+    report = commands.add_parser("report", help="write the alerts page as one self-contained HTML file")
+    report.add_argument("--from", dest="from_", type=_day, help="first day (default: 13 days before --to)")
+    report.add_argument("--to", type=_day, help="last day (default: the latest day published)")
+    report.add_argument("--cluster", help="one cluster (default: every cluster)")
+    report.add_argument("--out", default="report.html", help="the file to write (default: report.html)")
+    serve = commands.add_parser("serve", help="serve the alerts page over HTTP (read-only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8793, help="port (default: 8793)")
     return root
 
 
@@ -325,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runtime-events: {exc}", file=sys.stderr)
         return 2
     commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair,
-                "export-security-lake": _export_security_lake}
+                "export-security-lake": _export_security_lake, "report": _report, "serve": _serve}
     try:
         return commands[args.command](args, settings)
     except refusals as exc:
