@@ -18,6 +18,16 @@ if [ ! -f "$REPO/.venv/.installed" ] || [ "$REPO/pyproject.toml" -nt "$REPO/.ven
     touch "$REPO/.venv/.installed"
 fi
 
+# The browser tests (alerts page, report) look at pages in a real headless Chromium: Debian's
+# package, installed once when missing (root or password-less sudo; else the tests say so).
+if [ -z "${RUNTIME_EVENTS_NO_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Debian's chromium for the browser tests"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    { $SUDO apt-get install -y -q chromium || { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; }; } \
+        >"$REPO/.venv/chromium-install.log" 2>&1 \
+        || echo "    could not install chromium (see .venv/chromium-install.log): the browser tests will fail"
+fi
+
 export PATH="$REPO/.venv/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$REPO/dags}"
