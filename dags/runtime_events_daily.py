@@ -123,13 +123,17 @@ def runtime_events_daily():
     security_lake_export = export_to_security_lake(run, aggregates_published)
 
     @task
+    def deploy_quicksight() -> list[str]:
+        return tasks.deploy_quicksight()
+
+    @task(trigger_rule="none_failed")
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
         return tasks.quicksight_refreshes(run)
 
     refresh_quicksight_datasets = QuickSightCreateIngestionOperator.partial(
         task_id="refresh_quicksight_datasets", wait_for_completion=False, botocore_config=AWS_CLIENT_CONFIG,
         map_index_template="{{ task.data_set_id }}",
-    ).expand_kwargs(plan_quicksight_refreshes(run))
+    ).expand_kwargs(quicksight_refreshes := plan_quicksight_refreshes(run))
 
     # -- record --------------------------------------------------------------------------------
     record_load_audit = RuntimeEventsQueryOperator(
@@ -169,7 +173,8 @@ def runtime_events_daily():
         >> record_query_costs
         >> (cleaned_up := clean_up(run).as_teardown(setups=run))
     )
-    aggregates_published >> refresh_quicksight_datasets
+    quicksight_deployed = deploy_quicksight()
+    aggregates_published >> quicksight_deployed >> quicksight_refreshes
     security_lake_export >> cleaned_up  # the export reads the run's published version
 
 

@@ -36,6 +36,9 @@ DEFAULTS = {
     "falco_cluster_field": "cluster_id",
     "redact_cmdline": False,
     "quicksight_dataset_ids": (),
+    "quicksight_deploy": False,
+    "quicksight_import_mode": "SPICE",
+    "quicksight_principals": (),
     "security_lake_location": f"{REPO}/.lake/security_lake/ext/runtime_events/",
     "security_lake_region": "us-east-1",
     "security_lake_account_id": "000000000000",
@@ -115,6 +118,9 @@ def test_every_setting_from_airflow_var_environment_variables():
         "falco_cluster_field": "k8smeta.cluster.name",
         "redact_cmdline": "yes",
         "quicksight_dataset_ids": "ds-rules, ds_severity",
+        "quicksight_deploy": "yes",
+        "quicksight_import_mode": "direct_query",
+        "quicksight_principals": "arn:aws:quicksight:eu-west-1:123456789012:group/default/secops",
         "security_lake_location": "s3://aws-security-data-lake-eu-west-1-x1/ext/runtime_events",
         "security_lake_region": "eu-west-1",
         "security_lake_account_id": "123456789012",
@@ -139,6 +145,9 @@ def test_every_setting_from_airflow_var_environment_variables():
         "falco_cluster_field": "k8smeta.cluster.name",
         "redact_cmdline": True,
         "quicksight_dataset_ids": ("ds-rules", "ds_severity"),
+        "quicksight_deploy": True,
+        "quicksight_import_mode": "DIRECT_QUERY",
+        "quicksight_principals": ("arn:aws:quicksight:eu-west-1:123456789012:group/default/secops",),
         "security_lake_location": "s3://aws-security-data-lake-eu-west-1-x1/ext/runtime_events/",
         "security_lake_region": "eu-west-1",
         "security_lake_account_id": "123456789012",
@@ -392,6 +401,13 @@ HOSTILE = [
     *[pytest.param("engine", v, id=f"engine={v!r}") for v in ["postgres", "duckdb;", "athena ; x", "spark"]],
     *[pytest.param("quicksight_dataset_ids", v, id=f"quicksight_dataset_ids={v!r}") for v in [
         "a;b", "a b", "a'b", "a,,b", "a,", ",a", "a/b"]],
+    *[pytest.param("quicksight_deploy", v, id=f"quicksight_deploy={v!r}") for v in ["maybe", "2"]],
+    *[pytest.param("quicksight_import_mode", v, id=f"quicksight_import_mode={v!r}") for v in [
+        "spice;", "direct", "IMPORT"]],
+    *[pytest.param("quicksight_principals", v, id=f"quicksight_principals={v!r}") for v in [
+        "arn:aws:iam::123456789012:user/x", "arn:aws:quicksight:us-east-1:1234:user/default/x",
+        "arn:aws:quicksight:us-east-1:123456789012:user/default/x,", "user/default/x",
+        "arn:aws:quicksight:us-east-1:123456789012:user/default/x y"]],
     *[pytest.param("security_lake_location", v, id=f"security_lake_location={v!r}") for v in [
         "relative/x", "s3://b/p'; --", "/srv/a b/", "/srv/x;y/", "s3://sl-bucket/ext/x/"]],
     *[pytest.param("security_lake_region", v, id=f"security_lake_region={v!r}") for v in [

@@ -256,6 +256,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _quicksight(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime_events import quicksight
+
+    if not settings.is_athena:
+        print("runtime-events: QuickSight reads Athena: set runtime_events_engine=athena (and its settings)",
+              file=sys.stderr)
+        return 2
+    with _quiet_stdout():
+        plan = quicksight.Deployer(settings).deploy(dry_run=args.dry_run)
+    print(("plan (dry run, nothing changed)" if args.dry_run else "deployed")
+          + f" in account {plan.account}, {plan.region}:")
+    for line in plan.lines():
+        print("  " + line)
+    print("datasets: " + ",".join(plan.dataset_ids))
+    return 0
+
+
 def _print_table(pages) -> int:
     header: list[str] = []
     body: list[list[str]] = []
@@ -338,6 +355,10 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the alerts page over HTTP (read-only)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8793, help="port (default: 8793)")
+    qs = commands.add_parser("quicksight", help="QuickSight as code: the data source, datasets and dashboard")
+    qs_commands = qs.add_subparsers(dest="action", required=True)
+    deploy = qs_commands.add_parser("deploy", help="create or update them (idempotent)")
+    deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return root
 
 
@@ -362,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runtime-events: {exc}", file=sys.stderr)
         return 2
     commands = {"query": _query, "versions": _versions, "rollback": _rollback, "repair": _repair,
-                "export-security-lake": _export_security_lake, "report": _report, "serve": _serve}
+                "export-security-lake": _export_security_lake, "report": _report, "serve": _serve,
+                "quicksight": _quicksight}
     try:
         return commands[args.command](args, settings)
     except refusals as exc:

@@ -80,6 +80,11 @@ class Settings:
     falco_cluster_field: str = "cluster_id"
     redact_cmdline: bool = False
     quicksight_dataset_ids: tuple[str, ...] = ()
+    # QuickSight as code (quicksight.py): the DAG's deploy_quicksight task, the datasets' mode,
+    # and who may see them.
+    quicksight_deploy: bool = False
+    quicksight_import_mode: str = "SPICE"
+    quicksight_principals: tuple[str, ...] = ()
     # Where export_to_security_lake writes the OCSF findings (Security Lake's custom-source
     # location, ending in ext/<source>/); "" when the export is off.
     security_lake_location: str = ""
@@ -246,6 +251,27 @@ def _account_id(name: str, value: str | None) -> str:
     if not re.fullmatch(r"[0-9]{12}", text):
         raise SettingsError(name, value, "a 12-digit AWS account id")
     return text
+
+
+def _import_mode(name: str, value: str | None) -> str:
+    text = (_text(value) or "SPICE").upper().replace("-", "_")
+    if text not in ("SPICE", "DIRECT_QUERY"):
+        raise SettingsError(name, value, "SPICE (imported, refreshed after each run) or DIRECT_QUERY (Athena at each view)")
+    return text
+
+
+_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:quicksight:[a-z0-9-]+:[0-9]{12}:(user|group)/[A-Za-z0-9+=,.@_/-]{1,256}$")
+
+
+def _principals(name: str, value: str | None) -> tuple[str, ...]:
+    text = _text(value)
+    if text is None:
+        return ()
+    found = tuple(part.strip() for part in text.split(","))
+    if not all(_PRINCIPAL.match(p) for p in found):
+        raise SettingsError(name, value, "comma-separated QuickSight user or group ARNs "
+                            "(arn:aws:quicksight:<region>:<account>:user/default/<name> or .../group/default/<name>)")
+    return found
 
 
 def _raw_location(name: str, value: str | None) -> str:
@@ -428,6 +454,9 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "falco_cluster_field": _falco_cluster_field,
     "redact_cmdline": _flag,
     "quicksight_dataset_ids": _dataset_ids,
+    "quicksight_deploy": _flag,
+    "quicksight_import_mode": _import_mode,
+    "quicksight_principals": _principals,
     "retention_days": _retention_days,
     "security_lake_location": _security_lake_location,
     "security_lake_region": _aws_region,

@@ -16,8 +16,8 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset
 
-from runtime_events import checks, engines, planning, publish, security_lake
-from runtime_events.compat import AirflowFailException, add_partitions
+from runtime_events import checks, engines, planning, publish, quicksight, security_lake
+from runtime_events.compat import AirflowFailException, AirflowSkipException, add_partitions
 from runtime_events.ledger import LedgerError
 from runtime_events.planning import RunPlan
 from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
@@ -154,14 +154,27 @@ def _lake() -> publish.Lake:
 
 
 def quicksight_refreshes(run: dict) -> list[dict]:
-    """One SPICE ingestion per dataset of ``quicksight_dataset_ids`` (none: the task is skipped)."""
+    """One SPICE ingestion per dataset of ``quicksight_dataset_ids`` and, when the deploy is on
+    in SPICE mode, per deployed dataset (none: the task is skipped)."""
     settings = Settings.load(airflow_lookup())
     if not engines.backend(settings).on_aws:
         if settings.quicksight_dataset_ids:
             log.info("engine %s: QuickSight datasets are refreshed on Athena only", settings.engine)
         return []
+    datasets = list(dict.fromkeys([*settings.quicksight_dataset_ids, *quicksight.spice_dataset_ids(settings)]))
     return [{"data_set_id": dataset, "ingestion_id": RunPlan.of(run).run_token, "aws_conn_id": settings.aws_conn_id}
-            for dataset in settings.quicksight_dataset_ids]
+            for dataset in datasets]
+
+
+def deploy_quicksight() -> list[str]:
+    """Bring the QuickSight data source, datasets and dashboard up to this release (setting
+    ``quicksight_deploy``; skipped when off or on the embedded engine)."""
+    settings = Settings.load(airflow_lookup())
+    if not settings.quicksight_deploy:
+        raise AirflowSkipException("QuickSight deploy is off (setting runtime_events_quicksight_deploy)")
+    if not engines.backend(settings).on_aws:
+        raise AirflowSkipException(f"engine {settings.engine}: QuickSight reads Athena only")
+    return quicksight.Deployer(settings).deploy().lines()
 
 
 def clean_up(run: dict | None) -> dict:
