@@ -126,7 +126,7 @@ def runtime_events_daily():
     def deploy_quicksight() -> list[str]:
         return tasks.deploy_quicksight()
 
-    @task(trigger_rule="none_failed")
+    @task
     def plan_quicksight_refreshes(run: dict) -> list[dict]:
         return tasks.quicksight_refreshes(run)
 

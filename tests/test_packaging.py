@@ -58,7 +58,9 @@ def test_wheel_carries_the_package_sql_dag_and_entry_points(wheel):
         entry_points = configparser.ConfigParser(delimiters="=")
         entry_points.read_string(archive.read(f"{dist_info}/entry_points.txt").decode())
         dag_source = archive.read("runtime_events/dags/runtime_events_daily.py")
-    assert "airflow.plugins" not in entry_points  # the project adds operators and DAGs, no plugin
+    # the alerts page's plugin, for Airflow to find in the installed wheel
+    assert dict(entry_points["airflow.plugins"]) == {"runtime_events": "runtime_events.airflow_plugin:RuntimeEventsPlugin"}
+    assert "runtime_events/quicksight_definitions/dashboard.json" in names
     assert dict(entry_points["console_scripts"]) == {"runtime-events": "runtime_events.cli:entry_point"}
     assert SQL_FILES, "include/sql holds no .sql file"
     assert [f for f in SQL_FILES if f"runtime_events/sql/{f}" not in names] == []

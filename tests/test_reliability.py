@@ -129,13 +129,17 @@ def test_redact_cmdline_masks_secrets_in_the_curated_copy_only(tmp_path):
         "env DB_PASSWORD=topsecret ./run": "env DB_PASSWORD=**** ./run",
         "ls -la /tmp": "ls -la /tmp",
     }
-    lines = [f'{{"evt.time": "2026-06-10T0{i}:00:00Z", "cluster_id": "c1", "rule_name": "r", "proc.cmdline": "{c}"}}\n'
-             for i, c in enumerate(cmdlines)]
+    lines = [f'{{"evt.time": "2026-06-10T0{i}:00:00Z", "cluster_id": "c1", "rule_name": "r", "proc.cmdline": "{c}", '
+             f'"description": "shell ran ({c}) in c1"}}\n' for i, c in enumerate(cmdlines)]
     (raw / "alerts.json").write_text("".join(lines))
     pipeline = Pipeline(make_settings(tmp_path, redact_cmdline="true"))
     pipeline.run_day("2026-06-10")
-    curated = sorted(pipeline.table("runtime_events_parquet")["cmdline"])
-    assert curated == sorted(cmdlines.values())
+    curated = pipeline.table("runtime_events_parquet")
+    assert sorted(curated["cmdline"]) == sorted(cmdlines.values())
+    # the description (Falco's output quotes the command line) is masked too, and so is the OCSF export
+    assert sorted(curated["description"]) == sorted(f"shell ran ({c}) in c1" for c in cmdlines.values())
+    findings = pipeline.table("ocsf_detection_findings")
+    assert sorted(findings["message"]) == sorted(f"shell ran ({c}) in c1" for c in cmdlines.values())
     raw_table = sorted(pipeline.table("runtime_events")["proc.cmdline"])
     assert raw_table == sorted(cmdlines)
 

@@ -237,3 +237,95 @@ def test_the_cli_exports_history_published_before_the_export_was_on(tmp_path):
     off = subprocess.run([*cli, "--from", DAYS[0], "--to", DAYS[2]], capture_output=True, text=True,
                          env=env | {"AIRFLOW_VAR_RUNTIME_EVENTS_SECURITY_LAKE_LOCATION": "off"})
     assert off.returncode == 2 and "runtime_events_security_lake_location" in off.stderr
+
+
+# -- found by a hostile review: crashes, concurrency, damaged files ----------------------------------
+def _day_files(pipeline, day: str) -> list[Path]:
+    folder = Path(security_lake.day_folder(pipeline.settings, day))
+    return sorted(p for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_crash_between_the_record_and_the_deletes_is_tidied_by_the_next_look_at_the_day(tmp_path):
+    write_nasty_alerts(tmp_path / "raw", DAYS)
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day(DAYS[0])
+    (old,) = _day_files(pipeline, DAYS[0])
+    # what a kill after the "exported" record of a new export leaves: its file and the old one
+    lake = pipeline.lake
+    source = lake.catalogue.partitions(security_lake.TABLE)[(DAYS[0],)]
+    new = old.with_name("r20991231t000000_dddddddd-00000.parquet")
+    new.write_bytes(old.read_bytes())
+    lake.ledger.record(security_lake.RECORDS, "exported", "r20991231t000000_dddddddd", day=DAYS[0], source=source,
+                       files=[str(new)], sizes=[new.stat().st_size])
+    done = security_lake.export(lake, "r20991231t000001_eeeeeeee", [DAYS[0]])
+    assert done["days"][DAYS[0]] == {"outcome": "unchanged", "files": 1, "replaced": 1}
+    assert _day_files(pipeline, DAYS[0]) == [new]
+
+
+def test_a_truncated_export_is_copied_again(tmp_path):
+    write_nasty_alerts(tmp_path / "raw", DAYS)
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day(DAYS[0])
+    (file,) = _day_files(pipeline, DAYS[0])
+    rows = pq.read_table(file).num_rows
+    file.write_bytes(file.read_bytes()[:100])
+    done = security_lake.export(pipeline.lake, "r20991231t000000_ffffffff", [DAYS[0]])
+    assert done["days"][DAYS[0]]["outcome"] == "exported"
+    (again,) = _day_files(pipeline, DAYS[0])
+    assert pq.read_table(again).num_rows == rows > 0
+
+
+def test_a_published_version_whose_files_are_gone_does_not_empty_the_day(tmp_path):
+    write_nasty_alerts(tmp_path / "raw", DAYS)
+    pipeline = Pipeline(make_settings(tmp_path))
+    pipeline.run_day(DAYS[0])
+    before = _day_files(pipeline, DAYS[0])
+    # a newer version published while the export was off, whose files then went missing
+    Pipeline(make_settings(tmp_path, security_lake_location="off")).run_day(DAYS[0])
+    source = Path(pipeline.lake.catalogue.partitions(security_lake.TABLE)[(DAYS[0],)])
+    assert before and str(source) not in "".join(str(p) for p in before)
+    aside = tmp_path / "aside"
+    source.rename(aside)
+    with pytest.raises(security_lake.ExportError, match="has no data files"):
+        security_lake.export(pipeline.lake, "r20991231t000000_aaaaaaab", [DAYS[0]])
+    assert _day_files(pipeline, DAYS[0]) == before
+    aside.rename(source)
+
+
+def test_hidden_partial_copies_of_an_earlier_export_are_removed(tmp_path):
+    write_nasty_alerts(tmp_path / "raw", DAYS)
+    pipeline = Pipeline(make_settings(tmp_path))
+    first = pipeline.run_day(DAYS[0])
+    (file,) = _day_files(pipeline, DAYS[0])
+    partial = file.with_name(f".{file.name}.abc123.tmp")
+    partial.write_bytes(b"PAR1 half")
+    stranger = file.with_name(".someone-elses.tmp")
+    stranger.write_bytes(b"x")
+    pipeline.run_day(DAYS[0])
+    names = [p.name for p in _day_files(pipeline, DAYS[0])]
+    assert partial.name not in names and stranger.name in names and first.run_token not in "".join(names)
+
+
+def test_a_location_that_is_a_file_is_a_clear_refusal(tmp_path):
+    import os
+    import subprocess
+
+    write_nasty_alerts(tmp_path / "raw", DAYS[:1])
+    Pipeline(make_settings(tmp_path, security_lake_location="off")).run_day(DAYS[0])
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_VAR_RUNTIME_EVENTS_")} | {
+        "AIRFLOW_VAR_RUNTIME_EVENTS_RAW_LOCATION": str(tmp_path / "raw"),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_CURATED_LOCATION": str(tmp_path / "curated"),
+        "AIRFLOW_VAR_RUNTIME_EVENTS_SECURITY_LAKE_LOCATION": str(tmp_path / "a-file"),
+        "RUNTIME_EVENTS_SKIP_AIRFLOW_VARIABLES": "1"}
+    done = subprocess.run([str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "runtime-events"),
+                           "export-security-lake", "--from", DAYS[0], "--to", DAYS[0]], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "runtime_events_security_lake_location" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_root_folder_is_never_a_location():
+    for name in ("security_lake_location", "curated_location", "raw_location"):
+        values = {"raw_location": "/srv/lake/raw", "curated_location": "/srv/lake/curated", name: "/"}
+        with pytest.raises(SettingsError):
+            Settings.load(lambda k: values.get(k.removeprefix("runtime_events_")))

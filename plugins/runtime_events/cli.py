@@ -345,11 +345,12 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export-security-lake",
         help="copy the published OCSF findings of a range of days into the Security Lake layout")
-    export.add_argument("--from", dest="from_", type=_day, required=True, help="first day, YYYY-MM-DD")
-    export.add_argument("--to", type=_day, required=True, help="last day, YYYY-MM-DD")
+    export.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", type=_day, required=True, help="first day")
+    export.add_argument("--to", metavar="YYYY-MM-DD", type=_day, required=True, help="last day")
     report = commands.add_parser("report", help="write the alerts page as one self-contained HTML file")
-    report.add_argument("--from", dest="from_", type=_day, help="first day (default: 13 days before --to)")
-    report.add_argument("--to", type=_day, help="last day (default: the latest day published)")
+    report.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", type=_day,
+                        help="first day (default: 13 days before --to)")
+    report.add_argument("--to", metavar="YYYY-MM-DD", type=_day, help="last day (default: the latest day published)")
     report.add_argument("--cluster", help="one cluster (default: every cluster)")
     report.add_argument("--out", default="report.html", help="the file to write (default: report.html)")
     serve = commands.add_parser("serve", help="serve the alerts page over HTTP (read-only)")
@@ -376,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     from runtime_events.ledger import LedgerError
     from runtime_events.publish import PublishError
 
-    refusals: tuple = (SettingsError, PublishError, LedgerError, EngineUnavailable)
+    from runtime_events.security_lake import ExportError
+
+    refusals: tuple = (SettingsError, PublishError, LedgerError, EngineUnavailable, ExportError)
     try:
         refusals += backend(settings).refusals
     except EngineUnavailable as exc:

@@ -11,9 +11,9 @@ except ImportError:  # 3.0, 3.1
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3.2+
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:  # 3.0, 3.1
-    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+    from airflow.exceptions import AirflowException, AirflowFailException
 
 
 
@@ -29,4 +29,4 @@ def add_partitions(outlet_event, keys: list[str]) -> bool:
     return True
 
 
-__all__ = ["AirflowException", "AirflowFailException", "AirflowSkipException", "CronDataIntervalTimetable", "add_partitions"]
+__all__ = ["AirflowException", "AirflowFailException", "CronDataIntervalTimetable", "add_partitions"]

@@ -16,4 +16,5 @@ IN_CHECKOUT = (_CHECKOUT / "include" / "sql").is_dir() and (_CHECKOUT / "plugins
 PROJECT_ROOT = _CHECKOUT if IN_CHECKOUT else Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).resolve()
 
 SQL_DIR = _CHECKOUT / "include" / "sql" if IN_CHECKOUT else _PACKAGE / "sql"
+QUICKSIGHT_DIR = _CHECKOUT / "include" / "quicksight" if IN_CHECKOUT else _PACKAGE / "quicksight_definitions"
 REPO_DAGS = _CHECKOUT / "dags" if IN_CHECKOUT else _PACKAGE / "dags"

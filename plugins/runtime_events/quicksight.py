@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from runtime_events.paths import SQL_DIR
+from runtime_events.paths import QUICKSIGHT_DIR
 from runtime_events.settings import Settings
 from runtime_events.tables import AGGREGATES, TABLES
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 TAG = "runtime-events:definition"
 PERMISSIONS_TAG = "runtime-events:permissions"
-DEFINITION = SQL_DIR.parent / "quicksight" / "dashboard.json"
+DEFINITION = QUICKSIGHT_DIR / "dashboard.json"
 LOAD_AUDIT = "runtime_events_load_audit"
 # The dashboard's tables: the aggregates it charts (the OCSF table is for Security Lake) and the
 # load audit, read as its latest run per day.

@@ -211,8 +211,9 @@ def _location(name: str, value: str | None, default: Path) -> str:
     if not text.startswith("/"):
         raise SettingsError(name, value, "an absolute local folder (/srv/lake/...) or file:///srv/lake/...; "
                             "a relative path would depend on the working directory")
-    # Resolved (symbolic links, . and ..): two spellings of one folder compare equal.
-    return str(Path(text).resolve()) + "/"
+    # Resolved (symbolic links, . and ..): two spellings of one folder compare equal; the root is
+    # "/" (not "//", which no other folder starts with).
+    return str(Path(text).resolve()).rstrip("/") + "/"
 
 
 _UNSET = "<unset>"

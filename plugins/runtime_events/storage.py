@@ -35,6 +35,7 @@ class Storage(Protocol):
     def delete(self, location: str, root: str) -> int: ...
     def copy_file(self, source: str, target: str) -> None: ...
     def delete_file(self, location: str) -> bool: ...
+    def size(self, location: str) -> int | None: ...
 
 
 def split_s3(location: str) -> tuple[str, str]:
@@ -116,6 +117,12 @@ class LocalStorage:
             return False
         return True
 
+    def size(self, location: str) -> int | None:
+        try:
+            return os.path.getsize(location)
+        except FileNotFoundError:
+            return None
+
 
 def _written_beside(path: Path, text: str) -> str:
     """``text`` in a hidden temporary file beside ``path``, ready to be moved or linked into place."""
@@ -196,6 +203,16 @@ class S3Storage:
         bucket, key = split_s3(location)
         self.hook.get_conn().delete_object(Bucket=bucket, Key=key)
         return True
+
+    def size(self, location: str) -> int | None:
+        bucket, key = split_s3(location)
+        client = self.hook.get_conn()
+        try:
+            return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
 
 def is_inside(storage: Storage, location: str, root: str) -> bool:

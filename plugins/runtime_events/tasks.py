@@ -17,7 +17,7 @@ import pendulum
 from airflow.sdk import Asset
 
 from runtime_events import checks, engines, planning, publish, quicksight, security_lake
-from runtime_events.compat import AirflowFailException, AirflowSkipException, add_partitions
+from runtime_events.compat import AirflowFailException, add_partitions
 from runtime_events.ledger import LedgerError
 from runtime_events.planning import RunPlan
 from runtime_events.settings import PREFIX, Settings, SettingsError, airflow_lookup, environment_lookup
@@ -132,7 +132,10 @@ def publish_aggregates(run: dict, events: dict, counts: dict, outlet_events) -> 
 def export_to_security_lake(run: dict, published: list[dict], lake: publish.Lake | None = None) -> dict:
     """Copy the OCSF findings of the days the run rebuilt into the Security Lake layout."""
     days = next((s["days_rebuilt"] for s in published if s["table"] == security_lake.TABLE), [])
-    return security_lake.export(lake or _lake(), RunPlan.of(run).run_token, days)
+    try:
+        return security_lake.export(lake or _lake(), RunPlan.of(run).run_token, days)
+    except security_lake.ExportError as exc:  # retrying cannot change it
+        raise AirflowFailException(str(exc)) from exc
 
 
 def version_rows(counts: dict, table: str) -> dict[tuple, int]:
@@ -168,12 +171,15 @@ def quicksight_refreshes(run: dict) -> list[dict]:
 
 def deploy_quicksight() -> list[str]:
     """Bring the QuickSight data source, datasets and dashboard up to this release (setting
-    ``quicksight_deploy``; skipped when off or on the embedded engine)."""
+    ``quicksight_deploy``; nothing to do when off or on the embedded engine, and the refreshes
+    after it run either way)."""
     settings = Settings.load(airflow_lookup())
     if not settings.quicksight_deploy:
-        raise AirflowSkipException("QuickSight deploy is off (setting runtime_events_quicksight_deploy)")
+        log.info("QuickSight deploy is off (setting runtime_events_quicksight_deploy)")
+        return []
     if not engines.backend(settings).on_aws:
-        raise AirflowSkipException(f"engine {settings.engine}: QuickSight reads Athena only")
+        log.info("engine %s: QuickSight reads Athena only; nothing deployed", settings.engine)
+        return []
     return quicksight.Deployer(settings).deploy().lines()
 
 

@@ -3,6 +3,14 @@
 -- parses, its day. Lines of days outside the window are left to their own runs. The stage is
 -- read by the audit, by every publish batch and by the load audit, never the raw files again.
 {% from "_macros.sql" import create_work_table -%}
+{#- redact_cmdline: secret shapes (passwords, tokens, bearer credentials, AWS keys) masked -#}
+{% macro redacted(column) -%}
+regexp_replace(regexp_replace(regexp_replace(regexp_replace({{ column }},
+            '(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[=:])\S+', '$1****'),
+            '(?i)(--(?:password|passwd|token|secret|api-key|access-key)(?:=|\s+))\S+', '$1****'),
+            '(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+', '$1****'),
+            '\b(AKIA|ASIA)[A-Z0-9]{16}\b', '$1****************')
+{%- endmacro %}
 {% call create_work_table(params.stage) -%}
 WITH lines AS (
     SELECT
@@ -222,17 +230,18 @@ curated AS (
         namespace,
         pod_name,
 {%- if params.redact_cmdline %}
-        regexp_replace(regexp_replace(regexp_replace(regexp_replace(cmdline,
-            '(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[=:])\S+', '$1****'),
-            '(?i)(--(?:password|passwd|token|secret|api-key|access-key)(?:=|\s+))\S+', '$1****'),
-            '(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+', '$1****'),
-            '\b(AKIA|ASIA)[A-Z0-9]{16}\b', '$1****************') AS cmdline,
+        {{ redacted("cmdline") }} AS cmdline,
 {%- else %}
         cmdline,
 {%- endif %}
         CASE WHEN regexp_like(pid, '^[+-]?[0-9]+$') THEN try_cast(pid AS integer) END AS pid,
         rule_name,
+{%- if params.redact_cmdline %}
+        -- Falco's output (the description) quotes the command line: masked the same way
+        {{ redacted("description") }} AS description,
+{%- else %}
         description,
+{%- endif %}
         CASE lower(regexp_replace(severity, '^\s+|\s+$', ''))
             WHEN 'critical' THEN 'Critical'
             WHEN 'emergency' THEN 'Critical'
