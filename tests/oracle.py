@@ -483,7 +483,11 @@ def _norm(v):
 
 
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
-    """Source-independent form of a frame: sorted columns and rows, plain Python values."""
+    """Source-independent form of a frame: sorted columns and rows, plain Python values. An OCSF
+    findings frame is compared without what the oracle does not compute (see ocsf_without_uids)."""
+    if {"metadata", "finding_info", "unmapped"} <= set(df.columns) and len(df) and not isinstance(
+            df["unmapped"].iloc[0], dict):
+        df = ocsf_without_uids(df)
     cols = sorted(df.columns)
     rows = [[_norm(v) for v in r] for r in zip(*(df[c].astype(object).tolist() for c in cols))]
     rows.sort(key=lambda r: [(0, "") if v is None else (1, repr(v)) for v in r])
