@@ -219,3 +219,43 @@ def test_alerts_page_in_airflow(lake, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_a_hostile_cluster_id_is_only_text_and_the_page_still_draws(tmp_path):
+    """A cluster id is data from the alerts: `<!--<script>` in the page's embedded data used to
+    make the browser swallow the rest of the page."""
+    from runtime_events import alerts_page
+
+    page = alerts_page.Page(DAYS[0], DAYS[0], None, "duckdb", "db",
+                            clusters=["<!--<script>", "</script><img src=x onerror=alert(1)>", "x' OR '1'='1"])
+    out = tmp_path / "hostile.html"
+    out.write_text(alerts_page.render(page, action="/"))
+    dom, console = look(out.as_uri())
+    assert console == []
+    charts = Charts(dom)
+    assert charts.body.get("data-drawn") == "0"  # the script ran to its end
+    assert "<img" not in dom.split("</form>")[0].split("<form")[1]  # the ids are option text, not markup
+
+
+def test_page_views_leave_no_query_results_behind(lake):
+    tmp, env = lake
+    from runtime_events import alerts_page
+    from runtime_events.settings import Settings
+
+    values = {k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env.items() if k.startswith("AIRFLOW_VAR_")}
+    results = tmp / "curated" / "_query_results"
+    before = set(results.iterdir())
+    page = alerts_page.build(Settings.load(lambda key: values.get(key)), DAYS[0], DAYS[-1])
+    assert page.queries == 7 and page.message is None
+    assert set(results.iterdir()) == before
+
+
+def test_the_report_command_fails_when_the_page_holds_only_an_error(lake, tmp_path):
+    _, env = lake
+    report = [str(BIN / "runtime-events"), "report", "--out"]
+    done = subprocess.run([*report, str(tmp_path / "r.html"), "--from", DAYS[-1], "--to", DAYS[0]], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and f"from {DAYS[-1]} is after to {DAYS[0]}" in done.stdout
+    (tmp_path / "a-folder").mkdir()
+    done = subprocess.run([*report, str(tmp_path / "a-folder")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "cannot write the report" in done.stderr and "Traceback" not in done.stderr

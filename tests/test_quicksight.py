@@ -148,7 +148,10 @@ def test_every_deploy_call_is_allowed_by_the_iam_policy(deployed):
     unused = {"quicksight:UpdateDataSet", "quicksight:UpdateDataSource", "quicksight:UpdateDataSetPermissions", "quicksight:UpdateDashboard",
               "quicksight:UpdateDashboardPublishedVersion", "quicksight:UpdateDashboardPermissions",
               "quicksight:UpdateDataSource", "quicksight:UpdateDataSourcePermissions",
-              "quicksight:PassDataSource", "quicksight:PassDataSet"}
+              "quicksight:PassDataSource", "quicksight:PassDataSet",
+              # read only to revoke a principal taken out of quicksight_principals (moto has no such calls)
+              "quicksight:DescribeDataSourcePermissions", "quicksight:DescribeDataSetPermissions",
+              "quicksight:DescribeDashboardPermissions"}
     assert set(statement["Action"]) - used == unused
     assert not allowed(document, "quicksight:CreateDashboard", f"arn:aws:quicksight:{REGION}:{ACCOUNT}:dashboard/other", {})
 
@@ -171,7 +174,12 @@ def test_every_create_and_update_call_is_valid_quicksight_input():
         report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
         assert not report.has_errors(), report.generate_report()
         # and the update path, which moto cannot run
-        for method, update in quicksight.update_calls(resource, ACCOUNT):
+        gone = {f"arn:aws:quicksight:{REGION}:{ACCOUNT}:user/default/former-analyst"}
+        updates = quicksight.update_calls(resource, ACCOUNT, revoke=gone)
+        (permissions,) = [u for m, u in updates if m.endswith("_permissions")]
+        assert [p["Principal"] for p in permissions["RevokePermissions"]] == sorted(gone)
+        assert [p["Principal"] for p in permissions["GrantPermissions"]] == [PRINCIPAL]
+        for method, update in updates:
             name = "".join(part.title() for part in method.split("_"))
             report = ParamValidator().validate(update, model.operation_model(name).input_shape)
             assert not report.has_errors(), (name, report.generate_report())

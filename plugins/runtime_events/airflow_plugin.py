@@ -61,7 +61,7 @@ def create_app():
         except ValueError as exc:  # a bad setting: said on the page
             built = alerts_page.Page("", "", None, "?", message=str(exc))
         return HTMLResponse(alerts_page.render(built, action=f"{URL_PREFIX}/"),
-                            headers={"Cache-Control": "no-store"})
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": alerts_page.CSP})
 
     return app
 

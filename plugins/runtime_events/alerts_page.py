@@ -19,6 +19,8 @@ import html
 import json
 import logging
 import math
+import re
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
@@ -33,6 +35,9 @@ COLOURS = {"Critical": "#7f1d1d", "High": "#dc2626", "Medium": "#f59e0b", "Low":
            "bar": "#2563eb"}
 TOP = 10
 DEFAULT_DAYS = 14
+# What the page may load: nothing from anywhere; its own inline style and script; its form.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
+       "form-action 'self'; frame-ancestors 'self'")
 
 
 class PageError(ValueError):
@@ -59,6 +64,7 @@ class Page:
     clusters: list[str] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     message: str | None = None  # why the charts are empty or missing
+    error: bool = False  # the message is a failure (bad request, unreadable tables), not "no alerts"
     scanned_bytes: int = 0
     estimated_cost_usd: float = 0.0
     queries: int = 0
@@ -71,11 +77,14 @@ class Page:
 def parse_range(dt_from: str | None, dt_to: str | None, latest: str | None) -> tuple[str, str]:
     """The days asked for, YYYY-MM-DD; by default the :data:`DEFAULT_DAYS` up to the latest day
     published (or today)."""
+    for value in (dt_from, dt_to):
+        if value and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise PageError(f"dates are YYYY-MM-DD: from={dt_from!r} to={dt_to!r}")
     try:
         end = date.fromisoformat(dt_to) if dt_to else date.fromisoformat(latest) if latest else date.today()
         start = date.fromisoformat(dt_from) if dt_from else end - timedelta(days=DEFAULT_DAYS - 1)
-    except ValueError:
-        raise PageError(f"dates are YYYY-MM-DD: from={dt_from!r} to={dt_to!r}") from None
+    except (ValueError, OverflowError):
+        raise PageError(f"dates are YYYY-MM-DD, from 0001-01-14 on: from={dt_from!r} to={dt_to!r}") from None
     if start > end:
         raise PageError(f"from {start} is after to {end}")
     if (end - start).days > 366:
@@ -119,7 +128,17 @@ class Reader:
             pages.append(page)
             token = page.get("NextToken")
             if not token:
+                self._forget(query_id)
                 return list(results.iter_rows(pages))
+
+    def _forget(self, query_id: str) -> None:
+        """The embedded engine keeps each result under _query_results/ (as Athena keeps them in its
+        output location): a page view's are its own, so they go once read, and page views do not
+        fill the disk. (On Athena, the workgroup's lifecycle rule ages them out.)"""
+        folder = getattr(self.hook, "results_dir", None)
+        if isinstance(folder, Path):
+            for suffix in (".json", ".parquet"):
+                (folder / f"{query_id}{suffix}").unlink(missing_ok=True)
 
 
 def build(settings: Settings, dt_from: str | None = None, dt_to: str | None = None, cluster: str | None = None,
@@ -141,10 +160,11 @@ def build(settings: Settings, dt_from: str | None = None, dt_to: str | None = No
             if r["cluster_id"] is not None]
         page.charts = _charts(reader, db, scoped, where, page)
     except PageError as exc:
-        page.message = str(exc)
+        page.message, page.error = str(exc), True
     except Exception as exc:  # noqa: BLE001 - the page says what went wrong instead of failing
         log.warning("alerts page: the tables could not be read: %s", exc)
-        page.message = f"The tables could not be read ({type(exc).__name__}: {exc}). Has a run published them yet?"
+        hint = " Has a run published them yet?" if "not exist" in str(exc) or "not found" in str(exc).lower() else ""
+        page.message, page.error = f"The tables could not be read ({type(exc).__name__}: {exc}).{hint}", True
     if reader is not None:
         page.scanned_bytes, page.queries = reader.scanned, reader.queries
         page.estimated_cost_usd = reader.billed / costs.TB * costs.USD_PER_TB
@@ -312,7 +332,8 @@ document.body.dataset.drawn = String(document.querySelectorAll('rect.bar').lengt
 def render(page: Page, action: str = "") -> str:
     """The whole page as one HTML document; ``action`` is where the form goes ("" for a file:
     the form is then left out, a report being a snapshot)."""
-    scope = f"{page.dt_from} to {page.dt_to}" + (f", cluster {page.cluster}" if page.cluster else ", every cluster")
+    scope = (f"{page.dt_from} to {page.dt_to}" if page.dt_from else "no days") + (
+        f", cluster {page.cluster}" if page.cluster else ", every cluster")
     form = ""
     if action:
         options = "".join(f'<option value="{_esc(c)}"{" selected" if c == page.cluster else ""}>{_esc(c)}</option>'
@@ -328,10 +349,10 @@ def render(page: Page, action: str = "") -> str:
         note = f'<p class="note">{_esc(chart.note)}</p>' if chart.note else ""
         sections.append(f'<section class="chart" id="{chart.id}" data-kind="{chart.kind}"><h2>{_esc(chart.title)}</h2>'
                         f"{body}{note}</section>")
-    cost = (f"{page.queries} queries scanned {page.scanned_bytes / 1e6:,.2f} MB"
+    cost = (f"{page.queries} quer{'y' if page.queries == 1 else 'ies'} scanned {page.scanned_bytes / 1e6:,.2f} MB"
             + (f", about ${page.estimated_cost_usd:.4f} at ${costs.USD_PER_TB:.0f} per TB (10 MB minimum a query)"
                if page.engine == "athena" else " on the embedded engine"))
-    data = page.as_json().replace("</", "<\\/")
+    data = page.as_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

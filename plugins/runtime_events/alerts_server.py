@@ -59,9 +59,7 @@ def make_server(load_settings, host: str = "127.0.0.1", port: int = 8793) -> Thr
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Security-Policy",
-                             "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-                             "img-src data:; form-action 'self'")
+            self.send_header("Content-Security-Policy", alerts_page.CSP)
             self.end_headers()
             if not head:
                 self.wfile.write(body)

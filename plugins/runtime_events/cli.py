@@ -234,11 +234,15 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         page = alerts_page.build(settings, args.from_ and args.from_.isoformat(), args.to and args.to.isoformat(),
                                  args.cluster)
     out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(alerts_page.render(page), encoding="utf-8")
-    print(f"{out}: {page.dt_from} to {page.dt_to}" + (f", cluster {args.cluster}" if args.cluster else "")
-          + (f" ({page.message})" if page.message else ""))
-    return 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(alerts_page.render(page), encoding="utf-8")
+    except OSError as exc:
+        print(f"runtime-events: cannot write the report to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: " + (f"{page.dt_from} to {page.dt_to}" if page.dt_from else "no days")
+          + (f", cluster {args.cluster}" if args.cluster else "") + (f" ({page.message})" if page.message else ""))
+    return 1 if page.error else 0  # a page that says why it has no charts: a failure for scripts and CI
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -263,8 +267,14 @@ def _quicksight(args: argparse.Namespace, settings: Settings) -> int:
         print("runtime-events: QuickSight reads Athena: set runtime_events_engine=athena (and its settings)",
               file=sys.stderr)
         return 2
-    with _quiet_stdout():
-        plan = quicksight.Deployer(settings).deploy(dry_run=args.dry_run)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        with _quiet_stdout():
+            plan = quicksight.Deployer(settings).deploy(dry_run=args.dry_run)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"runtime-events: QuickSight deploy stopped: {exc}", file=sys.stderr)
+        return 1
     print(("plan (dry run, nothing changed)" if args.dry_run else "deployed")
           + f" in account {plan.account}, {plan.region}:")
     for line in plan.lines():

@@ -190,6 +190,13 @@ class Deployer:
     def _tag_list(resource: Resource) -> list[dict]:
         return [{"Key": TAG, "Value": resource.digest}, {"Key": PERMISSIONS_TAG, "Value": resource.permissions_digest}]
 
+    def _granted(self, resource: Resource) -> set[str]:
+        """The principals the resource is shared with now."""
+        name = {"datasource": "data_source", "dataset": "data_set", "dashboard": "dashboard"}[resource.kind]
+        ident = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}[resource.kind]
+        answer = getattr(self.client, f"describe_{name}_permissions")(AwsAccountId=self.account, **{ident: resource.id})
+        return {p["Principal"] for p in answer.get("Permissions", [])}
+
     def _tags(self, resource: Resource) -> dict | None:
         """The resource's tags; None when it does not exist. (One made by hand, without our tags,
         is updated into ours.)"""
@@ -203,11 +210,16 @@ class Deployer:
         ids = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}
         call = {"datasource": self.client.create_data_source, "dataset": self.client.create_data_set,
                 "dashboard": self.client.create_dashboard}[resource.kind]
-        call(AwsAccountId=self.account, **{ids[resource.kind]: resource.id}, **resource.body,
-             Tags=self._tag_list(resource))
+        try:
+            call(AwsAccountId=self.account, **{ids[resource.kind]: resource.id}, **resource.body,
+                 Tags=self._tag_list(resource))
+        except self.client.exceptions.ResourceExistsException:  # made by hand, untagged: made ours
+            resource.permissions_changed = True
+            self._update(resource, definition=True)
 
     def _update(self, resource: Resource, definition: bool) -> None:
-        for operation, params in update_calls(resource, self.account, definition, resource.permissions_changed):
+        revoke = self._granted(resource) - set(self.settings.quicksight_principals) if resource.permissions_changed else set()
+        for operation, params in update_calls(resource, self.account, definition, resource.permissions_changed, revoke):
             answer = getattr(self.client, operation)(**params)
             if operation == "update_dashboard":  # publish the version just made
                 version = int(answer["VersionArn"].rsplit("/", 1)[-1])
@@ -215,8 +227,8 @@ class Deployer:
                     AwsAccountId=self.account, DashboardId=resource.id, VersionNumber=version)
 
 
-def update_calls(resource: Resource, account: str, definition: bool = True,
-                 permissions: bool = True) -> list[tuple[str, dict]]:
+def update_calls(resource: Resource, account: str, definition: bool = True, permissions: bool = True,
+                 revoke: set[str] = frozenset()) -> list[tuple[str, dict]]:
     """The calls that bring an existing resource to ``resource``: its update (what an update
     takes of the create's arguments) when its definition changed, then its permissions granted
     when they changed."""
@@ -227,6 +239,11 @@ def update_calls(resource: Resource, account: str, definition: bool = True,
     name = {"datasource": "data_source", "dataset": "data_set", "dashboard": "dashboard"}[kind]
     ids = {"AwsAccountId": account, ident: resource.id}
     calls = [(f"update_{name}", {**ids, **{k: v for k, v in resource.body.items() if k not in dropped}})] if definition else []
+    changes = {}
     if permissions and resource.body.get("Permissions"):
-        calls.append((f"update_{name}_permissions", {**ids, "GrantPermissions": resource.body["Permissions"]}))
+        changes["GrantPermissions"] = resource.body["Permissions"]
+    if permissions and revoke:  # principals no longer in quicksight_principals lose what we granted
+        changes["RevokePermissions"] = [{"Principal": p, "Actions": _OWNER_ACTIONS[kind]} for p in sorted(revoke)]
+    if changes:
+        calls.append((f"update_{name}_permissions", {**ids, **changes}))
     return calls
