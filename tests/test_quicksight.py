@@ -14,7 +14,6 @@ of test_athena_mode (every call classified as IAM sees it).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -210,4 +209,3 @@ def test_a_bad_principal_fails_naming_the_setting(moto):
     proxy, _ = moto
     done = cli(proxy, "deploy", quicksight_principals="arn:aws:iam::123456789012:user/x")
     assert done.returncode == 2 and "runtime_events_quicksight_principals" in done.stderr
-    assert json.dumps  # (the module's imports used)

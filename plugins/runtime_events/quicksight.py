@@ -33,6 +33,8 @@ LOAD_AUDIT = "runtime_events_load_audit"
 CHARTED = tuple(t.name for t in AGGREGATES if t.name != "ocsf_detection_findings")
 _COLUMN_TYPES = {"string": "STRING", "int": "INTEGER", "bigint": "INTEGER", "double": "DECIMAL",
                  "timestamp": "DATETIME", "boolean": "BOOLEAN"}
+_ID_PARAMETER = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}
+_API_NAME = {"datasource": "data_source", "dataset": "data_set", "dashboard": "dashboard"}  # boto3's method names
 _OWNER_ACTIONS = {
     "datasource": ["quicksight:DescribeDataSource", "quicksight:DescribeDataSourcePermissions",
                    "quicksight:PassDataSource"],
@@ -192,8 +194,7 @@ class Deployer:
 
     def _granted(self, resource: Resource) -> set[str]:
         """The principals the resource is shared with now."""
-        name = {"datasource": "data_source", "dataset": "data_set", "dashboard": "dashboard"}[resource.kind]
-        ident = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}[resource.kind]
+        name, ident = _API_NAME[resource.kind], _ID_PARAMETER[resource.kind]
         answer = getattr(self.client, f"describe_{name}_permissions")(AwsAccountId=self.account, **{ident: resource.id})
         return {p["Principal"] for p in answer.get("Permissions", [])}
 
@@ -207,11 +208,10 @@ class Deployer:
         return {t["Key"]: t["Value"] for t in tags} if tags else None
 
     def _create(self, resource: Resource) -> None:
-        ids = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}
         call = {"datasource": self.client.create_data_source, "dataset": self.client.create_data_set,
                 "dashboard": self.client.create_dashboard}[resource.kind]
         try:
-            call(AwsAccountId=self.account, **{ids[resource.kind]: resource.id}, **resource.body,
+            call(AwsAccountId=self.account, **{_ID_PARAMETER[resource.kind]: resource.id}, **resource.body,
                  Tags=self._tag_list(resource))
         except self.client.exceptions.ResourceExistsException:  # made by hand, untagged: made ours
             resource.permissions_changed = True
@@ -233,10 +233,10 @@ def update_calls(resource: Resource, account: str, definition: bool = True, perm
     takes of the create's arguments) when its definition changed, then its permissions granted
     when they changed."""
     kind = resource.kind
-    ident = {"datasource": "DataSourceId", "dataset": "DataSetId", "dashboard": "DashboardId"}[kind]
+    ident = _ID_PARAMETER[kind]
     dropped = {"datasource": ("Permissions", "Type"), "dataset": ("Permissions",),
                "dashboard": ("Permissions",)}[kind]
-    name = {"datasource": "data_source", "dataset": "data_set", "dashboard": "dashboard"}[kind]
+    name = _API_NAME[kind]
     ids = {"AwsAccountId": account, ident: resource.id}
     calls = [(f"update_{name}", {**ids, **{k: v for k, v in resource.body.items() if k not in dropped}})] if definition else []
     changes = {}

@@ -236,24 +236,6 @@ def _security_lake_location(name: str, value: str | None) -> str:
     return _location(name, text, Path("/"))
 
 
-def _aws_region(name: str, value: str | None) -> str:
-    text = _text(value)
-    if text is None:
-        return "us-east-1"
-    if not _REGION.match(text):
-        raise SettingsError(name, value, "an AWS region name such as us-east-1 or eu-central-1")
-    return text
-
-
-def _account_id(name: str, value: str | None) -> str:
-    text = _text(value)
-    if text is None:
-        return ""
-    if not re.fullmatch(r"[0-9]{12}", text):
-        raise SettingsError(name, value, "a 12-digit AWS account id")
-    return text
-
-
 def _import_mode(name: str, value: str | None) -> str:
     text = (_text(value) or "SPICE").upper().replace("-", "_")
     if text not in ("SPICE", "DIRECT_QUERY"):
@@ -262,17 +244,6 @@ def _import_mode(name: str, value: str | None) -> str:
 
 
 _PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:quicksight:[a-z0-9-]+:[0-9]{12}:(user|group)/[A-Za-z0-9+=,.@_/-]{1,256}$")
-
-
-def _principals(name: str, value: str | None) -> tuple[str, ...]:
-    text = _text(value)
-    if text is None:
-        return ()
-    found = tuple(part.strip() for part in text.split(","))
-    if not all(_PRINCIPAL.match(p) for p in found):
-        raise SettingsError(name, value, "comma-separated QuickSight user or group ARNs "
-                            "(arn:aws:quicksight:<region>:<account>:user/default/<name> or .../group/default/<name>)")
-    return found
 
 
 def _raw_location(name: str, value: str | None) -> str:
@@ -427,14 +398,18 @@ def _database(name: str, value: str | None) -> str:
     return text
 
 
-def _dataset_ids(name: str, value: str | None) -> tuple[str, ...]:
-    text = _text(value)
-    if text is None:
-        return ()
-    ids = tuple(part.strip() for part in text.split(","))
-    if not all(_DATASET_ID.match(i) for i in ids):
-        raise SettingsError(name, value, "comma-separated QuickSight dataset ids (letters, digits, - and _)")
-    return ids
+def _comma_list(regex: re.Pattern, allowed: str) -> Callable[[str, str | None], tuple[str, ...]]:
+    """A comma-separated list, each item of ``regex``'s form; unset: empty."""
+    def parse(name: str, value: str | None) -> tuple[str, ...]:
+        text = _text(value)
+        if text is None:
+            return ()
+        items = tuple(part.strip() for part in text.split(","))
+        if not all(regex.match(i) for i in items):
+            raise SettingsError(name, value, allowed)
+        return items
+
+    return parse
 
 
 _PARSERS: dict[str, Callable[[str, str | None], object]] = {
@@ -454,12 +429,13 @@ _PARSERS: dict[str, Callable[[str, str | None], object]] = {
     "raw_format": _raw_format,
     "falco_cluster_field": _falco_cluster_field,
     "redact_cmdline": _flag,
-    "quicksight_dataset_ids": _dataset_ids,
+    "quicksight_dataset_ids": _comma_list(_DATASET_ID, "comma-separated QuickSight dataset ids (letters, digits, - and _)"),
     "quicksight_deploy": _flag,
     "quicksight_import_mode": _import_mode,
-    "quicksight_principals": _principals,
+    "quicksight_principals": _comma_list(_PRINCIPAL, "comma-separated QuickSight user or group ARNs (arn:aws:quicksight:"
+                                         "<region>:<account>:user/default/<name> or .../group/default/<name>)"),
     "retention_days": _retention_days,
     "security_lake_location": _security_lake_location,
-    "security_lake_region": _aws_region,
-    "security_lake_account_id": _account_id,
+    "security_lake_region": _pattern(_REGION, "an AWS region name such as us-east-1 or eu-central-1", "us-east-1"),
+    "security_lake_account_id": _pattern(re.compile(r"^[0-9]{12}$"), "a 12-digit AWS account id", ""),
 }
