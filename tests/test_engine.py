@@ -905,6 +905,40 @@ class TestTrinoSemantics:
                                 FROM (VALUES ('a', 1), ('b', 2), ('c', 2)) AS t(x, y)""")
         assert got == [{"x": "b", "y": 2}, {"x": "c", "y": 2}, {"x": "a", "y": 1}]
 
+    def test_a_json_value_as_text_string_or_json(self, engine):
+        # The stage's idiom: a string as it is (json_extract_scalar), any other value as its JSON
+        # text (json_format), null for JSON null or a missing key.
+        got = rows(engine, """SELECT k, coalesce(json_extract_scalar(v, '$'), nullif(json_format(v), 'null')) AS t
+                              FROM (SELECT k, json_extract(json_parse(doc), '$.a') AS v
+                                    FROM (VALUES (1, '{"a": "x\\u00e9"}'), (2, '{"a": 1.5}'), (3, '{"a": true}'),
+                                                 (4, '{"a": null}'), (5, '{"a": {"b": [1, 2]}}'), (6, '{"a": [1]}'),
+                                                 (7, '{"b": 1}'), (8, '{"a": ""}')) AS d(k, doc)) AS x
+                              ORDER BY k""")
+        assert [r["t"] for r in got] == ["x\u00e9", "1.5", "true", None, '{"b":[1,2]}', "[1]", None, ""]
+
+    def test_array_agg_order_by_sorts_nulls_last_per_group(self, engine):
+        # aggregate.html#ordering-during-aggregation: ORDER BY inside the aggregate, ascending with
+        # nulls last by default; null elements are kept; each group sorts its own elements.
+        got = rows(engine, """SELECT g, array_agg(x ORDER BY y, z) AS xs
+                              FROM (VALUES (1, 'a', 2, 'q'), (1, NULL, 1, 'q'), (1, 'c', NULL, 'a'),
+                                           (1, 'd', 2, 'p'), (2, 'e', 9, NULL), (2, 'f', 9, 'a'))
+                                   AS t(g, x, y, z)
+                              GROUP BY g ORDER BY g""")
+        assert got == [{"g": 1, "xs": [None, "d", "a", "c"]}, {"g": 2, "xs": ["f", "e"]}]
+
+    def test_array_agg_order_by_of_nothing_is_null(self, engine):
+        assert scalar(engine, "SELECT array_agg(x ORDER BY x) AS a FROM (VALUES 1) AS t(x) WHERE x > 1") is None
+
+    def test_map_filter_of_a_map_column(self, engine):
+        got = scalar(engine, """SELECT map_filter(m, (k, v) -> v IS NOT NULL) AS m
+                                FROM (SELECT MAP(ARRAY['a', 'b'], ARRAY[NULL, 'x']) AS m) AS t""")
+        assert dict(got) == {"b": "x"}
+
+    def test_map_with_duplicate_keys_fails(self, engine):
+        # map.html#map: duplicate keys are an error, filtered or not
+        with pytest.raises(EngineError):
+            engine.execute("SELECT map_filter(MAP(ARRAY['a', 'a'], ARRAY[1, 2]), (k, v) -> true) AS m", DB)
+
     def test_empty_array_of_rows(self, engine):
         got = rows(engine, "SELECT CAST(ARRAY[] AS array(ROW(name varchar))) AS a, "
                            "cardinality(CAST(ARRAY[] AS array(ROW(name varchar)))) AS n")

@@ -9,7 +9,7 @@
 --   evidences                          the process (pid and command line) when the pid is known
 --   unmapped                           what OCSF has no attribute for (cluster_id, hostname, ...)
 {% from "_macros.sql" import alert_techniques with context -%}
-WITH alerts AS (
+WITH events AS (
     SELECT
         event_id,
         event_time,
@@ -32,6 +32,14 @@ WITH alerts AS (
         dt
     FROM {{ params.database }}.runtime_events_parquet
     WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+),
+
+-- An alert's techniques depend on its rule and its tags alone: they are found once for each
+-- (rule_name, tags) of the window, not once for each of its alerts. The macro's "alerts" are
+-- these pairs; its event_id is their number.
+alerts AS (
+    SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
+    FROM (SELECT DISTINCT rule_name, tags FROM events)
 ),
 
 {{ alert_techniques() }},
@@ -67,14 +75,15 @@ attacks AS (
 
 findings AS (
     SELECT
-        a.*,
-        CAST(to_unixtime(a.event_time) * 1000 AS bigint) AS epoch_ms,
-        CASE a.severity
+        e.*,
+        CAST(to_unixtime(e.event_time) * 1000 AS bigint) AS epoch_ms,
+        CASE e.severity
             WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Info' THEN 1
             ELSE 0
         END AS severity_id,
         k.attacks
-    FROM alerts AS a
+    FROM events AS e
+    INNER JOIN alerts AS a ON a.rule_name = e.rule_name AND a.tags = e.tags
     LEFT JOIN attacks AS k ON k.event_id = a.event_id
 )
 

@@ -11,6 +11,11 @@ regexp_replace(regexp_replace(regexp_replace(regexp_replace({{ column }},
             '(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+', '$1****'),
             '\b(AKIA|ASIA)[A-Z0-9]{16}\b', '$1****************')
 {%- endmacro %}
+{#- A value without the whitespace at its ends; the replace runs only for values that have some
+    (the common value has none, and a global replace costs as much as the rest of its row) -#}
+{% macro trimmed(column) -%}
+CASE WHEN regexp_like({{ column }}, '^\s|\s$') THEN regexp_replace({{ column }}, '^\s+|\s+$', '') ELSE {{ column }} END
+{%- endmacro %}
 {% call create_work_table(params.stage) -%}
 WITH lines AS (
     SELECT
@@ -138,7 +143,7 @@ fields AS (
 time_parts AS (
     SELECT
         f.*,
-        regexp_replace(evt_time, '^\s+|\s+$', '') AS time_text
+        {{ trimmed('evt_time') }} AS time_text
     FROM fields AS f
 ),
 
@@ -204,8 +209,11 @@ classified AS (
             WHEN NOT coalesce(cluster_id_is_string, false) OR cluster_id = '' THEN 'missing_cluster_id'
             -- a partition value must make a folder name: no control characters, and percent-encoded
             -- (every byte outside A-Z a-z 0-9 . _ - as %XX) at most 240 bytes
+            -- (at most 3 bytes per byte: an id of up to 80 bytes always fits, and is not measured)
             WHEN regexp_like(cluster_id, '[\x00-\x1f\x7f]')
-                OR length(to_utf8(cluster_id)) + 2 * length(to_utf8(regexp_replace(cluster_id, '[A-Za-z0-9._-]', ''))) > 240
+                OR CASE WHEN length(to_utf8(cluster_id)) > 80
+                    THEN length(to_utf8(cluster_id)) + 2 * length(to_utf8(regexp_replace(cluster_id, '[A-Za-z0-9._-]', ''))) > 240
+                    ELSE false END
             THEN 'bad_cluster_id'
             WHEN NOT coalesce(rule_name_is_string, false) OR rule_name = '' THEN 'missing_rule_name'
         END AS reject_reason
@@ -242,7 +250,7 @@ curated AS (
 {%- else %}
         description,
 {%- endif %}
-        CASE lower(regexp_replace(severity, '^\s+|\s+$', ''))
+        CASE lower({{ trimmed('severity') }})
             WHEN 'critical' THEN 'Critical'
             WHEN 'emergency' THEN 'Critical'
             WHEN 'alert' THEN 'Critical'
@@ -257,10 +265,14 @@ curated AS (
             WHEN 'debug' THEN 'Info'
             ELSE 'Unknown'
         END AS severity,
-        array_sort(array_distinct(transform(
-            regexp_extract_all(coalesce(related_cves, ''), '(?i)CVE-[0-9]{4}-[0-9]{4,}'),
-            cve -> upper(cve)
-        ))) AS related_cves,
+        -- (only values that name one are searched: most alerts name none)
+        CASE WHEN strpos(upper(related_cves), 'CVE-') > 0
+            THEN array_sort(array_distinct(transform(
+                regexp_extract_all(related_cves, '(?i)CVE-[0-9]{4}-[0-9]{4,}'),
+                cve -> upper(cve)
+            )))
+            ELSE CAST(ARRAY[] AS array(varchar))
+        END AS related_cves,
         source_file,
         tags,
         hostname,

@@ -695,6 +695,12 @@ def _translate(query: exp.Expression) -> exp.Expression:
     """Rewrite what sqlglot's DuckDB output would otherwise compute differently from Trino."""
 
     def rewrite(node: exp.Expression) -> exp.Expression:
+        if _is_json_text(node):
+            # coalesce(json_extract_scalar(j, '$'), nullif(json_format(j), 'null')): a string as
+            # it is, any other value as its JSON text, null for JSON null. DuckDB's
+            # json_extract_string is exactly that, in one parse of j instead of three calls.
+            return exp.Anonymous(this="json_extract_string", expressions=[
+                node.this.this.transform(rewrite), exp.Literal.string("$")])
         if isinstance(node, exp.ParseJSON):
             return exp.Anonymous(this="trino_json_parse", expressions=[node.this])
         if isinstance(node, exp.GenerateSeries) and node.args.get("step") is None and _is_date(node.args.get("start")):
@@ -745,10 +751,29 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 lambda n: exp.Dot(this=exp.column(entry), expression=exp.to_identifier("key" if n.name == key else "value"))
                 if isinstance(n, (exp.Identifier, exp.Column)) and n.name in (key, value)
                 and not isinstance(n.parent, exp.Column) and not (isinstance(n, exp.Column) and n.table) else n)
-            entries = exp.Anonymous(this="map_entries", expressions=[node.expressions[0].transform(rewrite)])
             kept = exp.Anonymous(this="list_filter", expressions=[
-                entries, exp.Lambda(this=body.transform(rewrite), expressions=[exp.to_identifier(entry)])])
+                _map_entries(node.expressions[0], rewrite),
+                exp.Lambda(this=body.transform(rewrite), expressions=[exp.to_identifier(entry)])])
             return exp.Anonymous(this="map_from_entries", expressions=[kept])
+        if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order) and _ascending(node.this):
+            # array_agg(x ORDER BY k, ...): DuckDB keeps a sorted buffer per group, several times
+            # slower than collecting (k, ..., x) and sorting each list once. The keys sort
+            # ascending with nulls last, as Trino's do (a flag before each key); the elements then
+            # read back in that order.
+            order = node.this
+            fields = []
+            for number, ordered in enumerate(order.expressions):
+                key = ordered.this.transform(rewrite)
+                fields.append(exp.PropertyEQ(this=exp.to_identifier(f"n{number}"), expression=exp.Is(
+                    this=key.copy(), expression=exp.null())))
+                fields.append(exp.PropertyEQ(this=exp.to_identifier(f"k{number}"), expression=key))
+            fields.append(exp.PropertyEQ(this=exp.to_identifier("v"), expression=order.this.transform(rewrite)))
+            collected = exp.ArrayAgg(this=exp.Struct(expressions=fields))
+            element = exp.to_identifier("__sorted")
+            return exp.Transform(
+                this=exp.Anonymous(this="list_sort", expressions=[collected]),
+                expression=exp.Lambda(this=exp.Dot(this=exp.column(element), expression=exp.to_identifier("v")),
+                                      expressions=[element.copy()]))
         if isinstance(node, exp.Length) and isinstance(node.this, exp.Encode):
             # length(varbinary) counts bytes in Trino; DuckDB's length() takes no BLOB.
             return exp.Anonymous(this="octet_length", expressions=[node.this.transform(rewrite)])
@@ -762,6 +787,40 @@ def _translate(query: exp.Expression) -> exp.Expression:
     for select in list(translated.find_all(exp.Select)):
         _extract_json_once(select)
     return translated
+
+
+def _map_entries(node: exp.Expression, rewrite) -> exp.Expression:
+    """A map's (key, value) entries as DuckDB's list of structs. ``MAP(ARRAY[k...], ARRAY[v...])``
+    gives them without building the map first (DuckDB's map constructor checks its keys, which
+    costs more than all the rest of a map_filter); any other map through ``map_entries``."""
+    if (isinstance(node, exp.Map) and isinstance(node.args.get("keys"), exp.Array)
+            and isinstance(node.args.get("values"), exp.Array)
+            and len(node.args["keys"].expressions) == len(node.args["values"].expressions)):
+        return exp.Array(expressions=[
+            exp.Struct(expressions=[
+                exp.PropertyEQ(this=exp.to_identifier("key"), expression=k.transform(rewrite)),
+                exp.PropertyEQ(this=exp.to_identifier("value"), expression=v.transform(rewrite))])
+            for k, v in zip(node.args["keys"].expressions, node.args["values"].expressions)])
+    return exp.Anonymous(this="map_entries", expressions=[node.transform(rewrite)])
+
+
+def _is_json_text(node: exp.Expression) -> bool:
+    """``coalesce(json_extract_scalar(j, '$'), nullif(json_format(j), 'null'))``, one j twice."""
+    if not (isinstance(node, exp.Coalesce) and len(node.expressions) == 1):
+        return False
+    scalar, fallback = node.this, node.expressions[0]
+    return (isinstance(scalar, exp.JSONExtractScalar) and isinstance(scalar.expression, exp.JSONPath)
+            and scalar.expression.sql(dialect="duckdb") == "'$'"
+            and isinstance(fallback, exp.Nullif) and isinstance(fallback.this, exp.JSONFormat)
+            and fallback.this.args.get("is_json") and not fallback.this.args.get("options")
+            and fallback.expression == exp.Literal.string("null") and fallback.this.this == scalar.this)
+
+
+def _ascending(order: exp.Order) -> bool:
+    """Whether every key of an aggregate's ORDER BY sorts ascending with nulls last (Trino's default)."""
+    return bool(order.expressions) and all(
+        isinstance(o, exp.Ordered) and not o.args.get("desc") and not o.args.get("nulls_first")
+        for o in order.expressions)
 
 
 def _extract_json_once(select: exp.Select) -> None:
