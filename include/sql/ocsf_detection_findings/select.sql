@@ -36,10 +36,15 @@ WITH events AS (
 
 -- An alert's techniques depend on its rule and its tags alone: they are found once for each
 -- (rule_name, tags) of the window, not once for each of its alerts. The macro's "alerts" are
--- these pairs; its event_id is their number.
+-- these pairs, read from the table's two columns (not from events: a second reader of events
+-- would make an engine keep or read all of its columns twice); its event_id is their number.
 alerts AS (
     SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
-    FROM (SELECT DISTINCT rule_name, tags FROM events)
+    FROM (
+        SELECT DISTINCT rule_name, coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags
+        FROM {{ params.database }}.runtime_events_parquet
+        WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+    )
 ),
 
 {{ alert_techniques() }},
@@ -73,6 +78,13 @@ attacks AS (
     GROUP BY event_id
 ),
 
+-- each (rule_name, tags) with its attacks: the small side of the join below
+alert_attacks AS (
+    SELECT a.rule_name, a.tags, k.attacks
+    FROM alerts AS a
+    LEFT JOIN attacks AS k ON k.event_id = a.event_id
+),
+
 findings AS (
     SELECT
         e.*,
@@ -81,10 +93,9 @@ findings AS (
             WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Info' THEN 1
             ELSE 0
         END AS severity_id,
-        k.attacks
+        x.attacks
     FROM events AS e
-    INNER JOIN alerts AS a ON a.rule_name = e.rule_name AND a.tags = e.tags
-    LEFT JOIN attacks AS k ON k.event_id = a.event_id
+    LEFT JOIN alert_attacks AS x ON x.rule_name = e.rule_name AND x.tags = e.tags
 )
 
 SELECT
