@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Fast and cheap at scale: the project's benchmark (issue #5).
 
-    .venv/bin/python benchmarks/run.py            # full size: 1M alerts, 90-day history (~30 min)
-    .venv/bin/python benchmarks/run.py --quick    # smoke size (~2 min), writes benchmarks/results/quick.md
+    .venv/bin/python benchmarks/run.py            # full size: 1M alerts, 90-day history
+    .venv/bin/python benchmarks/run.py --quick    # smoke size, writes benchmarks/results/quick.md
+    .venv/bin/python benchmarks/run.py --only marginal   # one part (a, airflow, marginal, scheduled, scale, b, c, d)
 
 Measures, on the same generated data and in one run:
 
@@ -18,6 +19,14 @@ b. a 90-day history in a dated raw layout: the day-90 run against the day-1 run 
 c. the Panoptica guide's first query on the raw table against the same answer from
    daily_rule_counts: bytes scanned, time, equal answers.
 d. DAG parse time beyond importing Airflow, and the number of Athena statements a daily run sends.
+marginal. issue #15's measure: T(1M-alert day) − T(10k-alert day of the same shape) of whole
+   ``airflow dags test`` processes (fresh lake, fresh Airflow home), against the floor (≤ 3×) and
+   the pandas script (≥ 5× faster), peak memory of the process tree (< 1.5 GB), task time per task.
+scheduled. one run through ``airflow scheduler`` (LocalExecutor) and ``airflow api-server``:
+   trigger to success, task instances, task time against the statements' engine time.
+scale. a day of 1,000 clusters through the embedded pipeline: time, memory, write batches,
+   partitions and files per partition; with (scheduled), a 90-day backfill estimate.
+Every part reports what its runs would send to Athena: statements and bytes scanned per run.
 
 Every contender runs as ``run.py --child NAME --params JSON`` so that its time and memory are its
 own. Generated data and work folders live in benchmarks/results/ (git-ignored); the Markdown table
@@ -31,10 +40,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -58,6 +70,7 @@ SEVERITY = {**dict.fromkeys(["critical", "emergency", "alert"], "Critical"),
             **dict.fromkeys(["low", "notice"], "Low"),
             **dict.fromkeys(["info", "informational", "debug"], "Info")}
 MARKER = "## Profile findings"
+PARTS = ("a", "airflow", "marginal", "scheduled", "scale", "b", "c", "d")
 MB = 1024 * 1024
 
 
@@ -93,6 +106,7 @@ def query_stats(curated: Path, since: set[str] | None = None) -> list[dict]:
             "ms": info["Statistics"].get("EngineExecutionTimeInMillis", 0),
             "scanned": info["Statistics"].get("DataScannedInBytes", 0),
             "kind": statement_kind(text),
+            "type": info.get("StatementType", ""),
             "first_line": (body[0].strip() if body else "")[:100],
         })
     rows.sort(key=lambda r: r["submitted"])
@@ -100,8 +114,13 @@ def query_stats(curated: Path, since: set[str] | None = None) -> list[dict]:
 
 
 def statement_kind(text: str) -> str:
-    """A short name for a statement of the DAG, from its text."""
+    """A short name for a statement of the DAG, from its text and the table catalogue: a table's
+    build is ``build <table>`` for every aggregate of ``runtime_events.tables``."""
+    from runtime_events.tables import AGGREGATES
+
     t = " ".join(text.split())
+    created = re.search(r"\bCREATE TABLE (?:\w+\.)?(\w+)", t)
+    created_table = created.group(1) if created else ""
     if "CREATE DATABASE" in t or "CREATE SCHEMA" in t:
         return "create_database"
     if "CREATE EXTERNAL TABLE" in t:
@@ -122,8 +141,9 @@ def statement_kind(text: str) -> str:
         return "record_load_audit"
     if "INSERT INTO" in t and "runtime_events_query_costs" in t:
         return "record_query_costs"
-    for name in ("daily_rule_counts", "daily_severity_counts", "daily_workload_counts", "daily_cve_counts"):
-        if f".{name}_r" in t and "CREATE TABLE" in t:
+    # a run's version of an aggregate is the table <name>_<run token>: the longest name that fits
+    for name in sorted((table.name for table in AGGREGATES), key=len, reverse=True):
+        if created_table.startswith(name + "_r"):
             return "build " + name
     if "DROP TABLE" in t:
         return "drop_table"
@@ -337,7 +357,8 @@ def child_history(raw: str, lake: str, layout: str, first: str, last: str, repea
         stage = [s for s in stats if s["kind"] == "stage_alerts"]
         return {"day": day, "seconds": seconds, "statements": len(stats),
                 "stage_ms": stage[0]["ms"] if stage else None,
-                "stage_scanned": stage[0]["scanned"] if stage else None}
+                "stage_scanned": stage[0]["scanned"] if stage else None,
+                "athena": [[s["kind"], s["type"], s["scanned"]] for s in stats]}
 
     first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
     shutil.rmtree(history, ignore_errors=True)
@@ -461,20 +482,83 @@ CHILDREN = {
 
 # =============================================================================================
 # Parent: spawn children, measure, compare, report.
-def spawn(argv: list[str], log_name: str, env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run argv; wall seconds, peak RSS (bytes, from wait4), exit code, stdout."""
+def spawn(argv: list[str], log_name: str, env: dict | None = None, cwd: Path | None = None,
+          watch_tree: bool = False) -> dict:
+    """Run argv; wall seconds, peak RSS (bytes, from wait4: the largest process of its tree, as
+    Linux's wait4 reports the maximum over the process and the children it waited for), exit
+    code, stdout. ``watch_tree`` also samples the summed memory of the process and all its
+    descendants every 0.2 s (``tree_rss``: the peak of the sum, :func:`tree_usage`;
+    ``tree_processes``: the most processes seen at once)."""
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{log_name}.log", "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env or child_env(), cwd=cwd)
+        tree = {"tree_rss": 0, "tree_processes": 0}
+        watching = threading.Event()
+        if watch_tree:
+            def watch() -> None:
+                while not watching.wait(0.2):
+                    rss, count = tree_usage(proc.pid)
+                    tree["tree_rss"], tree["tree_processes"] = max(tree["tree_rss"], rss), max(tree["tree_processes"], count)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
         stdout = proc.stdout.read()
         proc.stdout.close()
+        watching.set()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall": wall, "peak_rss": usage.ru_maxrss * 1024, "returncode": proc.returncode,
-            "stdout": stdout.decode(errors="replace"), "log": str(logs / f"{log_name}.log")}
+            "stdout": stdout.decode(errors="replace"), "log": str(logs / f"{log_name}.log"),
+            **(tree if watch_tree else {})}
+
+
+def processes() -> dict[int, tuple[int, int, int]]:
+    """Every process now: pid -> (parent pid, start time in clock ticks, RSS in bytes)."""
+    found = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # fields from the third of proc(5): ppid is the 4th, starttime the 22nd, rss the 24th
+        found[int(entry.name)] = (int(fields[1]), int(fields[19]), int(fields[21]) * page)
+    return found
+
+
+def descendants(root: int, table: dict[int, tuple[int, int, int]] | None = None) -> dict[int, tuple[int, int, int]]:
+    """root and every process below it."""
+    table = processes() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found[pid] = table[pid]
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def tree_usage(root: int) -> tuple[int, int]:
+    """The memory of root and its descendants now, and how many processes that is: their summed
+    PSS (each shared page split among the processes sharing it, so that forked workers are not
+    counted many times over), or their RSS where the kernel gives no PSS."""
+    tree = descendants(root)
+    total = 0
+    for pid, (_, _, rss) in tree.items():
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            total += next(int(l.split()[1]) * 1024 for l in text.splitlines() if l.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            total += rss
+    return total, len(tree)
 
 
 LOAD: list[float] = []
@@ -554,11 +638,16 @@ def verify_outputs(pipeline_lake: Path, pandas_out: Path, floor_out: Path) -> di
             "pandas_not_in_pipeline": diff[1]}
 
 
+def one_day(args, day: str, alerts: int, clusters: int, files_per_cluster: int) -> tuple[dict, Path]:
+    """A generated day of alerts (cached): its description and its folder."""
+    name = f"day-{alerts}-c{clusters}-f{files_per_cluster}-s{args.seed}"
+    data = generate(name, start=day, days=1, clusters=clusters, events_per_day=alerts,
+                    files_per_day=files_per_cluster, seed=args.seed)
+    return data, RESULTS / "data" / name
+
+
 def scenario_a(args, day: str) -> dict:
-    data = generate(f"day-{args.alerts}-c{args.clusters}-f{args.files_per_cluster}-s{args.seed}",
-                    start=day, days=1, clusters=args.clusters, events_per_day=args.alerts,
-                    files_per_day=args.files_per_cluster, seed=args.seed)
-    raw = RESULTS / "data" / f"day-{args.alerts}-c{args.clusters}-f{args.files_per_cluster}-s{args.seed}"
+    data, raw = one_day(args, day, args.alerts, args.clusters, args.files_per_cluster)
     work = RESULTS / "work"
     warm_cache(raw)
     window_from = (date.fromisoformat(day) - timedelta(days=2)).isoformat()
@@ -588,31 +677,42 @@ def scenario_a(args, day: str) -> dict:
     return out
 
 
-def scenario_airflow(args, day: str) -> dict:
-    """Airflow's share, apart from the pipeline: `airflow dags test` of a small day minus its
-    statements' engine time, and `airflow tasks test` of the trivial plan_run task."""
-    work = RESULTS / "work" / "airflow"
-    home = work / "home"
+AIRFLOW = str(Path(PYTHON).parent / "airflow")
+
+
+def fresh_airflow_home(home: Path) -> Path:
+    """An empty Airflow home with a migrated SQLite metadata database (migrated once, then
+    copied: a fresh home costs no migration inside the measured runs)."""
     template = RESULTS / "airflow-db-template" / "airflow.db"
-    raw = work / "raw"
     if not template.exists():
         log("airflow: migrating a metadata database once (cached in results/airflow-db-template)")
         shutil.rmtree(template.parent, ignore_errors=True)
         template.parent.mkdir(parents=True)
-        env = airflow_env(template.parent, raw, work / "curated")
-        done = spawn([str(Path(PYTHON).parent / "airflow"), "db", "migrate"], "airflow-db-migrate", env=env, cwd=work.parent)
+        env = airflow_env(template.parent, RESULTS / "work" / "none", RESULTS / "work" / "none")
+        done = spawn([AIRFLOW, "db", "migrate"], "airflow-db-migrate", env=env, cwd=RESULTS)
         if done["returncode"]:
+            shutil.rmtree(template.parent, ignore_errors=True)
             raise SystemExit(f"airflow db migrate failed; see {done['log']}")
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copy(template, home / "airflow.db")
+    return home
+
+
+def scenario_airflow(args, day: str) -> dict:
+    """Airflow's share, apart from the pipeline: `airflow dags test` of a small day minus its
+    statements' engine time, and `airflow tasks test` of the trivial plan_run task."""
+    work = RESULTS / "work" / "airflow"
+    raw = work / "raw"
+    shutil.rmtree(work, ignore_errors=True)
+    home = fresh_airflow_home(work / "home")
     out: dict = {"dags_test": [], "tasks_test": []}
     days = [(date.fromisoformat(day) + timedelta(days=i)).isoformat() for i in range(args.airflow_repeat)]
     run_child("generate", "generate-airflow", out=str(raw), start=days[0], days=len(days), clusters=3,
               events_per_day=300, files_per_day=2, seed=args.seed)
     env = airflow_env(home, raw, work / "curated-tasks")
     for i in range(max(3, args.repeat) + 1):  # the first fills the bytecode cache, not counted
-        done = spawn([str(Path(PYTHON).parent / "airflow"), "tasks", "test", "runtime_events_daily", "plan_run", days[0]],
+        done = spawn([AIRFLOW, "tasks", "test", "runtime_events_daily", "plan_run", days[0]],
                      f"airflow-tasks-test-{i}", env=env, cwd=work)
         if done["returncode"]:
             raise SystemExit(f"airflow tasks test failed; see {done['log']}")
@@ -623,7 +723,7 @@ def scenario_airflow(args, day: str) -> dict:
         curated = work / f"curated-{i}"
         env = airflow_env(home, raw, curated)
         log(f"airflow: dags test runtime_events_daily {d}")
-        done = spawn([str(Path(PYTHON).parent / "airflow"), "dags", "test", "runtime_events_daily", d],
+        done = spawn([AIRFLOW, "dags", "test", "runtime_events_daily", d],
                      f"airflow-dags-test-{i}", env=env, cwd=work)
         if done["returncode"]:
             raise SystemExit(f"airflow dags test failed; see {done['log']}")
@@ -631,9 +731,279 @@ def scenario_airflow(args, day: str) -> dict:
         engine = sum(s["ms"] for s in stats) / 1000
         out["dags_test"].append({"wall": done["wall"], "peak_rss": done["peak_rss"], "statements": len(stats),
                                  "engine_seconds": engine, "overhead": done["wall"] - engine,
-                                 "kinds": [s["kind"] for s in stats]})
+                                 "kinds": [s["kind"] for s in stats],
+                                 "athena": [[s["kind"], s["type"], s["scanned"]] for s in stats]})
         log(f"airflow: dags test {done['wall']:.1f} s, {len(stats)} statements, engine {engine:.1f} s")
     return out
+
+
+DAG_ID = "runtime_events_daily"
+
+
+def metadata_runs(home: Path) -> list[dict]:
+    """The DAG's runs and their task instances, as the metadata database of ``home`` recorded
+    them (whatever the DAG's task ids are today)."""
+    import sqlite3
+
+    con = sqlite3.connect(home / "airflow.db", timeout=60)
+    con.row_factory = sqlite3.Row
+    try:
+        runs = [dict(r) for r in con.execute(
+            "SELECT run_id, run_type, state, queued_at, start_date, end_date FROM dag_run WHERE dag_id = ? ORDER BY id",
+            (DAG_ID,))]
+        for run in runs:
+            run["tasks"] = [dict(r) for r in con.execute(
+                "SELECT task_id, map_index, state, try_number, start_date, end_date, duration FROM task_instance "
+                "WHERE dag_id = ? AND run_id = ? ORDER BY start_date IS NULL, start_date", (DAG_ID, run["run_id"]))]
+    finally:
+        con.close()
+    return runs
+
+
+def utc(value: str | None) -> datetime | None:
+    """A time of the metadata database (SQLite keeps them as text, in UTC)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace(" ", "T"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def task_totals(tasks: list[dict]) -> dict[str, dict]:
+    """Per task id: instances (a mapped task has one per map index), summed duration, states."""
+    totals: dict[str, dict] = {}
+    for t in tasks:
+        row = totals.setdefault(t["task_id"], {"instances": 0, "seconds": 0.0, "states": []})
+        row["instances"] += 1
+        row["seconds"] += t["duration"] or 0.0
+        if t["state"] not in row["states"]:
+            row["states"].append(t["state"])
+    return totals
+
+
+def published_layout(curated: Path, table: str = "runtime_events_parquet") -> dict:
+    """The published partitions of ``table`` and the Parquet files in each one's folder."""
+    from runtime_events.embedded.metastore import Metastore
+
+    info = Metastore(curated / "_catalog").get_table(DATABASE, table)
+    files = sorted(len(list(Path(p.location.removeprefix("file://")).glob("*.parquet"))) for p in info.partitions)
+    return {"partitions": len(files), "files_min": files[0] if files else 0,
+            "files_median": statistics.median(files) if files else 0, "files_max": files[-1] if files else 0,
+            "files": sum(files), "days": len({p.values[0] for p in info.partitions})}
+
+
+def dags_test(log_name: str, raw: Path, day: str, work: Path, watch_tree: bool = False) -> dict:
+    """One ``airflow dags test runtime_events_daily <day>`` on a fresh lake and a fresh Airflow
+    home: the wall time of the whole CLI process, its memory, the statements its lake recorded
+    and the task instances its metadata database recorded."""
+    home = fresh_airflow_home(work / "home")  # removes the work of an earlier run first
+    shutil.rmtree(work / "curated", ignore_errors=True)
+    load_before = os.getloadavg()[0]
+    LOAD.append(load_before)
+    done = spawn([AIRFLOW, "dags", "test", DAG_ID, day], log_name, env=airflow_env(home, raw, work / "curated"),
+                 cwd=work, watch_tree=watch_tree)
+    LOAD.append(os.getloadavg()[0])
+    runs = metadata_runs(home)
+    state = runs[-1]["state"] if runs else "no run"
+    if done["returncode"] or state != "success":
+        raise SystemExit(f"airflow dags test {day} failed (exit {done['returncode']}, run {state}); see {done['log']}")
+    return {"wall": done["wall"], "peak_rss": done["peak_rss"], "tree_rss": done.get("tree_rss"),
+            "tree_processes": done.get("tree_processes"), "load_before": load_before,
+            "statements": query_stats(work / "curated"), "tasks": runs[-1]["tasks"],
+            "published": published_layout(work / "curated")}
+
+
+def scenario_marginal(args, day: str) -> dict:
+    """The issue's measure of the pipeline: the marginal cost of alerts through Airflow,
+    T(big day) − T(small day) of whole ``airflow dags test`` processes (same clusters and files
+    per cluster, so only the alerts per file differ), against the floor and the pandas script
+    on the big day's files."""
+    big, big_raw = one_day(args, day, args.alerts, args.clusters, args.files_per_cluster)
+    small, small_raw = one_day(args, day, args.marginal_small, args.clusters, args.files_per_cluster)
+    work = RESULTS / "work" / "marginal"
+    for raw in (big_raw, small_raw):
+        warm_cache(raw)
+    out: dict = {"data": {"big": big, "small": small}, "floor": [], "pandas": [], "small": [], "big": []}
+    for i in range(max(3, args.repeat)):
+        log(f"(marginal) floor run {i + 1}")
+        out["floor"].append(run_child("floor", "marginal-floor", raw=str(big_raw), out=str(work / "floor")))
+        log(f"(marginal) floor: {out['floor'][-1]['seconds']:.2f} s")
+    shutil.rmtree(work / "floor", ignore_errors=True)
+    log("(marginal) warm-up: one small-day dags test (fills the bytecode cache, not counted)")
+    dags_test("marginal-warm-up", small_raw, day, work / "warm-up")
+    for i in range(args.repeat):
+        # interleaved, so that a burst of load from other processes hits both alike
+        for size, raw in (("small", small_raw), ("big", big_raw)):
+            log(f"(marginal) dags test of the {out['data'][size]['alerts']:,}-alert day, run {i + 1}")
+            r = dags_test(f"marginal-{size}-{i}", raw, day, work / size, watch_tree=size == "big")
+            log(f"(marginal) {size}: {r['wall']:.1f} s, peak {r['peak_rss'] / MB:.0f} MB (largest process), "
+                f"{(r['tree_rss'] or 0) / MB:.0f} MB (tree, sampled)")
+            out[size].append(r)
+    window_from = (date.fromisoformat(day) - timedelta(days=2)).isoformat()
+    for i in range(args.repeat):
+        log(f"(marginal) pandas run {i + 1}")
+        out["pandas"].append(run_child("pandas", "marginal-pandas", raw=str(big_raw), out=str(work / "pandas"),
+                                       dt_from=window_from, dt_to=day))
+        log(f"(marginal) pandas: {out['pandas'][-1]['seconds']:.1f} s")
+    shutil.rmtree(work / "pandas", ignore_errors=True)
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_services(services: dict[str, subprocess.Popen]) -> None:
+    """Stop what the scheduled run started: SIGTERM to each service's process group, SIGKILL to
+    a group still there after 30 s, then the same to any process that was seen below a service
+    and is still alive (same pid and start time), wherever its group."""
+    table = processes()
+    seen: dict[int, tuple[int, int, int]] = {}
+    for proc in services.values():
+        seen.update(descendants(proc.pid, table))
+    for proc in services.values():
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in services.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        now = processes()
+        left = [pid for pid, (_, start, _) in seen.items() if pid in now and now[pid][1] == start]
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if left and sig == signal.SIGTERM:
+            time.sleep(10)
+
+
+def wait_until(what: str, ready, timeout: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}" for p in logs if p.exists())
+            raise SystemExit(f"{what} did not happen within {timeout:.0f} s\n{tails}")
+        time.sleep(0.5)
+
+
+def scenario_scheduled(args, day: str) -> dict:
+    """One run as a deployment runs it: ``airflow api-server`` and ``airflow scheduler`` with the
+    LocalExecutor (each task a process of its own), on SQLite as tests/test_backfill.py runs
+    them. The DAG is unpaused, one run of a small day is triggered; trigger to success, task
+    instances, task time against the statements' engine time. Every process started is
+    stopped, whatever happens."""
+    import secrets
+    import urllib.request
+
+    data, raw = one_day(args, day, args.scheduled_alerts, 3, 2)
+    work = RESULTS / "work" / "scheduled"
+    home = fresh_airflow_home(work / "home")
+    shutil.rmtree(work / "curated", ignore_errors=True)
+    port = free_port()
+    env = airflow_env(home, raw, work / "curated") | {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+        # only the triggered run: no run of the latest interval when the DAG is unpaused
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        # SQLite with several writers (scheduler, api-server, task processes): wait for the lock
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_ENABLED": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sqlite_settings.CONNECT_ARGS",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
+    }
+    for argv in (["dags", "reserialize"], ["dags", "unpause", DAG_ID]):
+        done = spawn([AIRFLOW, *argv], f"scheduled-{argv[1]}", env=env, cwd=work)
+        if done["returncode"]:
+            raise SystemExit(f"airflow {' '.join(argv)} failed; see {done['log']}")
+    logs = RESULTS / "logs"
+    service_logs = [logs / f"scheduled-{name}.log" for name in ("api-server", "scheduler")]
+    services: dict[str, subprocess.Popen] = {}
+    peak = {"rss": 0, "processes": 0}
+
+    def scheduler_running() -> bool:
+        import sqlite3
+
+        con = sqlite3.connect(home / "airflow.db", timeout=60)
+        try:
+            return con.execute("SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'").fetchone()[0] > 0
+        finally:
+            con.close()
+
+    def api_up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    def finished() -> bool:
+        usage = [tree_usage(p.pid) for p in services.values()]
+        peak["rss"] = max(peak["rss"], sum(u[0] for u in usage))
+        peak["processes"] = max(peak["processes"], sum(u[1] for u in usage))
+        runs = [r for r in metadata_runs(home) if r["run_type"] == "manual"]
+        return bool(runs) and runs[-1]["state"] in ("success", "failed")
+
+    try:
+        started = time.perf_counter()
+        for name, ready, path in (("api-server", api_up, service_logs[0]), ("scheduler", scheduler_running, service_logs[1])):
+            with open(path, "wb") as service_log:
+                services[name] = subprocess.Popen([AIRFLOW, name], env=env, cwd=work, start_new_session=True,
+                                                  stdout=service_log, stderr=subprocess.STDOUT)
+            wait_until(f"airflow {name} start-up", ready, 180, service_logs)
+        services_seconds = time.perf_counter() - started
+        log(f"(scheduled) api-server and scheduler up in {services_seconds:.1f} s; triggering {day}")
+        LOAD.append(os.getloadavg()[0])
+        started = time.perf_counter()
+        done = spawn([AIRFLOW, "dags", "trigger", DAG_ID, "-l", f"{day}T00:00:00+00:00"], "scheduled-trigger",
+                     env=env, cwd=work)
+        if done["returncode"]:
+            raise SystemExit(f"airflow dags trigger failed; see {done['log']}")
+        wait_until("the triggered run's end", finished, args.scheduled_timeout, [*service_logs, Path(done["log"])])
+        observed = time.perf_counter() - started
+        LOAD.append(os.getloadavg()[0])
+    finally:
+        stop_services(services)
+    run = [r for r in metadata_runs(home) if r["run_type"] == "manual"][-1]
+    if run["state"] != "success":
+        failed = [t["task_id"] for t in run["tasks"] if t["state"] != "success"]
+        raise SystemExit(f"the scheduled run ended {run['state']} (tasks not successful: {failed}); "
+                         f"see {home / 'logs'} and {service_logs}")
+    queued, start, end = utc(run["queued_at"]), utc(run["start_date"]), utc(run["end_date"])
+    log(f"(scheduled) run {run['state']}: queued → end {(end - queued).total_seconds():.1f} s, "
+        f"{len(run['tasks'])} task instances")
+    return {"data": data, "services_seconds": services_seconds, "trigger_command_seconds": done["wall"],
+            "trigger_to_observed_success": observed, "queued_to_end": (end - queued).total_seconds(),
+            "start_to_end": (end - start).total_seconds(), "tasks": run["tasks"],
+            "statements": query_stats(work / "curated"), "peak_tree_rss": peak["rss"],
+            "peak_processes": peak["processes"], "published": published_layout(work / "curated")}
+
+
+def scenario_scale(args, day: str) -> dict:
+    """A day of many clusters (default 1,000, one file each) through the embedded pipeline: time,
+    memory, write batches, partitions published and files per partition, statements, bytes."""
+    data, raw = one_day(args, day, args.scale_alerts, args.scale_clusters, 1)
+    warm_cache(raw)
+    lake = RESULTS / "work" / "scale"
+    runs = []
+    for i in range(args.repeat):
+        log(f"(scale) pipeline run {i + 1}: {args.scale_alerts:,} alerts over {args.scale_clusters:,} clusters")
+        runs.append(run_child("pipeline", "scale-pipeline", raw=str(raw), lake=str(lake), day=day))
+        log(f"(scale) {runs[-1]['seconds']:.1f} s, peak {runs[-1]['peak_rss'] / MB:.0f} MB")
+    return {"data": data, "runs": runs, "published": published_layout(lake / "curated")}
 
 
 def scenario_b(args, day1: str) -> dict:
@@ -713,6 +1083,117 @@ def verdict(ok: bool, miss: str = "") -> str:
     return "met" if ok else f"**missed**{' (' + miss + ')' if miss else ''}"
 
 
+BACKFILL_DAYS = 90
+BACKFILL_CONCURRENCY = 10  # `airflow backfill create` runs up to 10 runs at once unless told otherwise
+
+
+def athena_per_run(stmts: list) -> dict:
+    """What one run asks of Athena: its statements, the bytes they scanned (DataScannedInBytes
+    summed) and what Athena would bill for them (10 MB minimum a query, DDL without a scan free)."""
+    from runtime_events.costs import TB, USD_PER_TB, billed_bytes
+
+    triples = [[s["kind"], s.get("type"), s["scanned"]] if isinstance(s, dict) else s for s in stmts]
+    billed = sum(billed_bytes(kind_type or ("DDL" if kind.startswith(("create_", "drop_")) else "DML"), scanned)
+                 for kind, kind_type, scanned in triples)
+    return {"statements": len(triples), "scanned": sum(t[2] for t in triples), "billed": billed,
+            "usd": billed / TB * USD_PER_TB}
+
+
+def athena_cells(stmts: list) -> str:
+    per_run = athena_per_run(stmts)
+    return (f"| {per_run['statements']} | {fmt_b(per_run['scanned'])} | {fmt_b(per_run['billed'])} | "
+            f"${per_run['usd']:.5f} |")
+
+
+def statements_table(add, stmts: list[dict], seconds: float | None, outside: str) -> None:
+    """The statements of one run, in order: kind, engine time, share, DataScannedInBytes."""
+    add("| # | statement | engine time | share | DataScannedInBytes |")
+    add("|---|---|---|---|---|")
+    total = sum(s["ms"] for s in stmts) or 1
+    for i, s in enumerate(stmts, 1):
+        add(f"| {i} | {s['kind']} | {s['ms'] / 1000:.2f} s | {100 * s['ms'] / total:.0f}% | {fmt_b(s['scanned'])} |")
+    add(f"| | **all statements** | **{total / 1000:.1f} s** | | **{fmt_b(sum(s['scanned'] for s in stmts))}** |")
+    if seconds is not None:
+        add(f"| | {outside} | {seconds - total / 1000:.1f} s | | |")
+
+
+def tasks_table(add, columns: dict[str, list[dict]]) -> None:
+    """Task time per task id (summed over map indexes) of one or more runs, side by side; with
+    two runs, the difference and its share of the difference of the sums."""
+    totals = {name: task_totals(tasks) for name, tasks in columns.items()}
+    names = list(columns)
+    order: list[str] = []
+    for tasks in columns.values():
+        for t in tasks:
+            if t["task_id"] not in order:
+                order.append(t["task_id"])
+    two = len(names) == 2
+    header = "| task | instances | " + " | ".join(names) + (" | difference | share of the difference |" if two else " |")
+    add(header)
+    add("|" + "---|" * (header.count("|") - 1))
+    sums = {n: sum(t["seconds"] for t in totals[n].values()) for n in names}
+    gap = (sums[names[1]] - sums[names[0]]) if two else 0
+    for task_id in order:
+        got = [totals[n].get(task_id, {"instances": 0, "seconds": 0.0, "states": []}) for n in names]
+        states = sorted({s for g in got for s in g["states"]} - {"success"})
+        label = f"{task_id}{' (' + ', '.join(states) + ')' if states else ''}"
+        cells = " | ".join(fmt_s(g["seconds"]) for g in got)
+        line = f"| {label} | {'/'.join(str(g['instances']) for g in got)} | {cells} |"
+        if two:
+            diff = got[1]["seconds"] - got[0]["seconds"]
+            share = round(100 * diff / gap) if gap else None
+            line += (f" {fmt_s(diff) if diff >= 0 else '−' + fmt_s(-diff)} | "
+                     f"{'' if share is None else str(share).replace('-', '−') + '%'} |")
+        add(line)
+    cells = " | ".join(f"**{fmt_s(sums[n])}**" for n in names)
+    line = f"| **all task instances** | {'/'.join(str(len(columns[n])) for n in names)} | {cells} |"
+    add(line + (f" **{fmt_s(gap)}** | 100% |" if two else ""))
+
+
+def backfill_estimate(res: dict) -> list[str]:
+    """A 90-day backfill, estimated from what was measured: per day, the wall time of one
+    scheduled run of a near-empty day (what Airflow costs a run whatever its size) plus the
+    engine's time for a day of the size at hand; times 90; divided by the runs that can really
+    go at once (Airflow's 10, but no more than the CPUs)."""
+    sched, scale, b, marginal = res.get("scheduled"), res.get("scale"), res.get("b"), res.get("marginal")
+    if not sched:
+        return []
+    cpus = os.cpu_count() or 1
+    at_once = min(BACKFILL_CONCURRENCY, cpus)
+    fixed = sched["queued_to_end"]
+    lines = ["## 90-day backfill estimate", "",
+             f"Estimated, not measured end to end. Per day: the scheduled run's trigger → success "
+             f"({fmt_s(fixed)} for {sched['data']['alerts']:,} alerts: what one run through Airflow costs at "
+             f"that size, task processes, scheduling and metadata database included) plus the engine's time for a "
+             f"day of the size at hand (for the scheduled run's own size, nothing more). Times {BACKFILL_DAYS}, divided by the runs that really go at "
+             f"once: `airflow backfill create` starts up to {BACKFILL_CONCURRENCY}, but this machine has {cpus} CPUs "
+             f"and both the engine and the task processes' start-up use them, so at best {at_once}× (one at a "
+             "time is the upper bound).", ""]
+    lines += ["| day size | engine per day (measured by) | per day with Airflow | "
+              f"{BACKFILL_DAYS} days, {at_once} at once | {BACKFILL_DAYS} days, one at a time |", "|---|---|---|---|---|"]
+    cases = [(f"{sched['data']['alerts']:,} alerts (scheduled)", 0.0, "included in the scheduled run")]
+    if b and b.get("backfill"):
+        cases.append((f"{b['data']['params']['events_per_day']:,} alerts (b's history)",
+                      statistics.median(x["seconds"] for x in b["backfill"]),
+                      "median of (b)'s backfill days, local pipeline, each day once: lookback_days=0"))
+    if scale:
+        cases.append((f"{scale['data']['alerts']:,} alerts over {scale['published']['partitions']:,} partitions (scale)",
+                      best(scale["runs"])["seconds"], "(scale), local pipeline"))
+    if marginal:
+        big = best(marginal["big"], "wall")
+        cases.append((f"{marginal['data']['big']['alerts']:,} alerts (marginal)",
+                      sum(s["ms"] for s in big["statements"]) / 1000, "statements of (marginal)'s dags test"))
+    for label, engine, how in cases:
+        per_day = fixed + engine
+        lines.append(f"| {label} | {fmt_s(engine)} ({how}) | {fmt_s(per_day)} | "
+                     f"{fmt_min(BACKFILL_DAYS * per_day / at_once)} | {fmt_min(BACKFILL_DAYS * per_day)} |")
+    return lines + [""]
+
+
+def fmt_min(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+
+
 def report(args, res: dict) -> str:
     lines: list[str] = []
     add = lines.append
@@ -746,6 +1227,58 @@ def report(args, res: dict) -> str:
             ("Airflow start-up, apart: one task process (`airflow tasks test … plan_run`)", fmt_s(tt["wall"]),
              "reported apart", "info"),
         ]
+    m = res.get("marginal")
+    if m:
+        big, small = best(m["big"], "wall"), best(m["small"], "wall")
+        nb, ns = m["data"]["big"]["alerts"], m["data"]["small"]["alerts"]
+        marginal = big["wall"] - small["wall"]
+        floor, pandas = best(m["floor"]), best(m["pandas"])
+        ratio = marginal / floor["seconds"]
+        speedup = pandas["seconds"] / marginal if marginal > 0 else float("inf")
+        peak = max(max(r["peak_rss"], r.get("tree_rss") or 0) for r in m["big"])
+        rows += [
+            (f"(marginal) `airflow dags test` of one day, whole CLI process, fresh lake and Airflow home: "
+             f"{nb:,} / {ns:,} alerts ({m['data']['big']['files']} files each)",
+             f"{fmt_s(big['wall'])} / {fmt_s(small['wall'])}", "", ""),
+            (f"(marginal) marginal cost: T({nb:,}) − T({ns:,})", fmt_s(marginal), "", ""),
+            ("(marginal) floor: DuckDB read_json → partitioned Parquet COPY of the big day's files",
+             fmt_s(floor["seconds"]), "", ""),
+            ("(marginal) marginal ÷ floor", f"{ratio:.1f}×", "≤ 3×", verdict(ratio <= 3, f"{ratio / 3:.1f}× over the target")),
+            (f"(marginal) pandas + pyarrow script ({fmt_s(pandas['seconds'])}) ÷ marginal", f"{speedup:.2f}×", "≥ 5×",
+             verdict(speedup >= 5, f"{5 / speedup:.1f}× short of the target" if speedup > 0 else "")),
+            (f"(marginal) peak memory of the `dags test` process tree at {nb:,} alerts", fmt_b(peak), "< 1.5 GB",
+             verdict(peak < 1.5 * 1024**3, f"{peak / (1.5 * 1024**3):.1f}× the target")),
+        ]
+    sc = res.get("scheduled")
+    if sc:
+        engine = sum(s["ms"] for s in sc["statements"]) / 1000
+        durations = sum(t["duration"] or 0 for t in sc["tasks"])
+        rows += [
+            (f"(scheduled) one run through scheduler + api-server (LocalExecutor), {sc['data']['alerts']:,} alerts: "
+             "trigger → success (the run's queued_at → end_date)",
+             f"{fmt_s(sc['queued_to_end'])}", "reported", "info"),
+            ("(scheduled) task instances; their durations summed vs the statements' engine time",
+             f"{len(sc['tasks'])}; {fmt_s(durations)} vs {fmt_s(engine)}", "reported", "info"),
+        ]
+    sl = res.get("scale")
+    if sl:
+        r, pub = best(sl["runs"]), sl["published"]
+        batches = sum(1 for s in r["statements"] if s["kind"] == "write_batch")
+        rows += [
+            (f"(scale) one day of {sl['data']['alerts']:,} alerts over {pub['partitions']:,} clusters "
+             f"({sl['data']['files']:,} files), local pipeline", f"{fmt_s(r['seconds'])}, peak {fmt_b(r['peak_rss'])}",
+             "reported", "info"),
+            ("(scale) write batches; partitions published; Parquet files per partition (min / median / max)",
+             f"{batches}; {pub['partitions']:,}; {pub['files_min']} / {pub['files_median']:g} / {pub['files_max']}",
+             "reported", "info"),
+        ]
+        if sc:
+            per_day = sc["queued_to_end"] + r["seconds"]
+            at_once = min(BACKFILL_CONCURRENCY, os.cpu_count() or 1)
+            rows.append((f"(scale) {BACKFILL_DAYS}-day backfill of such days, estimated ({fmt_s(per_day)} a day: the "
+                         f"scheduled run plus this day's engine time; {at_once} at once – one at a time; see below)",
+                         f"{fmt_min(BACKFILL_DAYS * per_day / at_once)} – {fmt_min(BACKFILL_DAYS * per_day)}",
+                         "reported", "info"))
     b = res.get("b")
     if b:
         d1, dn = best(b["day1"]), best(b["last"])
@@ -800,6 +1333,39 @@ def report(args, res: dict) -> str:
     for r in rows:
         add("| " + " | ".join(r) + " |")
     add("")
+    athena = []
+    if a:
+        athena.append(("(a)", "pipeline, one day (local harness: no record_query_costs)", best(a["pipeline"])["statements"]))
+    if af and "athena" in af["dags_test"][0]:
+        athena.append(("airflow", "`airflow dags test` of a small day", af["dags_test"][0]["athena"]))
+    if m:
+        athena.append(("marginal", f"`airflow dags test`, {m['data']['big']['alerts']:,} alerts", best(m["big"], "wall")["statements"]))
+        athena.append(("marginal", f"`airflow dags test`, {m['data']['small']['alerts']:,} alerts", best(m["small"], "wall")["statements"]))
+    if sc:
+        athena.append(("scheduled", f"scheduled run, {sc['data']['alerts']:,} alerts", sc["statements"]))
+    if sl:
+        athena.append(("scale", f"pipeline, {sl['data']['alerts']:,} alerts over {sl['published']['partitions']:,} "
+                       "partitions (local harness)", best(sl["runs"])["statements"]))
+    if b and "athena" in b["day1"][0]:
+        athena.append(("(b)", "day 1 (fresh lake)", best(b["day1"])["athena"]))
+        athena.append(("(b)", f"day {args.history_days} (after the history)", best(b["last"])["athena"]))
+    if c:
+        athena.append(("(c)", "the guide's query on the raw table", [["query", "DML", best(c["raw"]["runs"])["scanned"]]]))
+        athena.append(("(c)", "the same answer from daily_rule_counts", [["query", "DML", best(c["aggregate"]["runs"])["scanned"]]]))
+    if d:
+        athena.append(("(d)", "parsing the DAG file", []))
+    if athena:
+        add("## Athena per run")
+        add("")
+        add("What each part's run would send to Athena: statements, DataScannedInBytes summed (the embedded engine's "
+            "imitation, `_query_results/*.json`), what Athena bills (each query rounded up to the MB, 10 MB minimum, "
+            "DDL without a scan free) and that at $5 per TB.")
+        add("")
+        add("| part | run | statements | scanned | billed | cost |")
+        add("|---|---|---|---|---|---|")
+        for part_name, label, stmts in athena:
+            add(f"| {part_name} | {label} " + athena_cells(stmts))
+        add("")
     if a:
         add("## (a) Contenders")
         add("")
@@ -818,14 +1384,8 @@ def report(args, res: dict) -> str:
         add("")
         add("Pipeline statements (best pipeline run; engine time from `_query_results/*.json`):")
         add("")
-        add("| # | statement | engine time | share | DataScannedInBytes |")
-        add("|---|---|---|---|---|")
-        stmts = best(a["pipeline"])["statements"]
-        total = sum(s["ms"] for s in stmts) or 1
-        for i, s in enumerate(stmts, 1):
-            add(f"| {i} | {s['kind']} | {s['ms'] / 1000:.2f} s | {100 * s['ms'] / total:.0f}% | {fmt_b(s['scanned'])} |")
-        add(f"| | **all statements** | **{total / 1000:.1f} s** | | |")
-        add(f"| | outside statements (publish, clean-up, Python) | {best(a['pipeline'])['seconds'] - total / 1000:.1f} s | | |")
+        statements_table(add, best(a["pipeline"])["statements"], best(a["pipeline"])["seconds"],
+                         "outside statements (publish, clean-up, Python)")
         add("")
         if a.get("stage_profile"):
             sp = a["stage_profile"]
@@ -849,6 +1409,75 @@ def report(args, res: dict) -> str:
             f"{', '.join(fmt_s(r['wall']) for r in af['tasks_test'])}. Statements per daily run: {dt['statements']} "
             f"({', '.join(sorted(set(dt['kinds'])))}).")
         add("")
+    if m:
+        big, small = best(m["big"], "wall"), best(m["small"], "wall")
+        nb, ns = m["data"]["big"]["alerts"], m["data"]["small"]["alerts"]
+        add("## Marginal cost through Airflow")
+        add("")
+        add(f"`airflow dags test runtime_events_daily` of a {nb:,}-alert day and of a {ns:,}-alert day of the same "
+            f"shape ({m['data']['big']['files']} files, {fmt_b(m['data']['big']['bytes'])} and "
+            f"{fmt_b(m['data']['small']['bytes'])}), each on a fresh lake and a fresh Airflow home (a copy of a "
+            "migrated SQLite metadata database), run alternately after one uncounted warm-up; the time is the whole "
+            "CLI process's wall time, the best run counts. Memory: the largest process of the tree (wait4's "
+            "ru_maxrss) and the summed memory (PSS) of the process and its descendants (sampled every 0.2 s, "
+            f"at most {max(r.get('tree_processes') or 0 for r in m['big'])} processes seen at once).")
+        add("")
+        add("| run | wall (each) | largest process | tree, sampled | statements' engine time | task instances |")
+        add("|---|---|---|---|---|---|")
+        for size, n in (("small", ns), ("big", nb)):
+            runs = m[size]
+            r = best(runs, "wall")
+            add(f"| {n:,} alerts | {', '.join(fmt_s(x['wall']) for x in runs)} | {fmt_b(max(x['peak_rss'] for x in runs))} | "
+                f"{fmt_b(max(x.get('tree_rss') or 0 for x in runs)) if size == 'big' else ''} | "
+                f"{fmt_s(sum(s['ms'] for s in r['statements']) / 1000)} | {len(r['tasks'])} |")
+        add(f"| floor | {', '.join(fmt_s(x['seconds']) for x in m['floor'])} | {fmt_b(max(x['peak_rss'] for x in m['floor']))} | | | |")
+        add(f"| pandas | {', '.join(fmt_s(x['seconds']) for x in m['pandas'])} | {fmt_b(max(x['peak_rss'] for x in m['pandas']))} | | | |")
+        add("")
+        add("Where the marginal goes: task time per task (Airflow's metadata database, durations summed over "
+            "map indexes) of the best run of each size; the wall time outside task instances is the CLI's start, "
+            f"the DAG's parse and the run's bookkeeping ({fmt_s(small['wall'] - sum(t['duration'] or 0 for t in small['tasks']))} "
+            f"and {fmt_s(big['wall'] - sum(t['duration'] or 0 for t in big['tasks']))}).")
+        add("")
+        tasks_table(add, {f"{ns:,} alerts": small["tasks"], f"{nb:,} alerts": big["tasks"]})
+        add("")
+        add(f"Statements of the {nb:,}-alert run (engine time from `_query_results/*.json`):")
+        add("")
+        statements_table(add, big["statements"], None, "")
+        add("")
+    if sc:
+        engine = sum(s["ms"] for s in sc["statements"]) / 1000
+        durations = sum(t["duration"] or 0 for t in sc["tasks"])
+        add("## Scheduled run")
+        add("")
+        add(f"`airflow api-server` and `airflow scheduler` (LocalExecutor, SQLite metadata database; the DAG "
+            f"reserialized and unpaused first; up in {fmt_s(sc['services_seconds'])}), then `airflow dags trigger` of "
+            f"one day of {sc['data']['alerts']:,} alerts: the run's queued_at → end_date {fmt_s(sc['queued_to_end'])} "
+            f"(start_date → end_date {fmt_s(sc['start_to_end'])}); from starting the trigger command to seeing the "
+            f"success {fmt_s(sc['trigger_to_observed_success'])} (the command alone {fmt_s(sc['trigger_command_seconds'])}). "
+            f"{len(sc['tasks'])} task instances, their durations summed {fmt_s(durations)} against "
+            f"{fmt_s(engine)} of the statements' engine time: each task is a process of its own "
+            f"(peak {sc['peak_processes']} processes, summed PSS {fmt_b(sc['peak_tree_rss'])}, sampled every 0.5 s).")
+        add("")
+        tasks_table(add, {"scheduled run": sc["tasks"]})
+        add("")
+    if sl:
+        r, pub = best(sl["runs"]), sl["published"]
+        batches = sum(1 for s in r["statements"] if s["kind"] == "write_batch")
+        add("## Scale")
+        add("")
+        add(f"One day of {sl['data']['alerts']:,} alerts over {pub['partitions']:,} clusters, one file each "
+            f"({fmt_b(sl['data']['bytes'])}), through the pipeline on the embedded engine "
+            f"(`tests/local_pipeline.Pipeline.run_day`): {', '.join(fmt_s(x['seconds']) for x in sl['runs'])} "
+            f"(process {fmt_s(r['process_wall'])}), peak RSS {fmt_b(max(x['peak_rss'] for x in sl['runs']))}. "
+            f"{batches} write batches (Athena writes at most 100 partitions a statement); {pub['partitions']:,} "
+            f"partitions published in one catalogue change, {pub['files']:,} Parquet files, "
+            f"{pub['files_min']} / {pub['files_median']:g} / {pub['files_max']} per partition (min / median / max). "
+            f"On Glue that publish is {-(-pub['partitions'] // 100)} BatchCreatePartition call(s) of at most 100 "
+            "partitions (a rebuild: as many BatchUpdatePartition calls).")
+        add("")
+        statements_table(add, r["statements"], r["seconds"], "outside statements (publish, clean-up, Python)")
+        add("")
+    lines.extend(backfill_estimate(res))
     if b:
         add("## (b) History")
         add("")
@@ -949,7 +1578,14 @@ def main() -> None:
     parser.add_argument("--repeat-history", type=int, help="runs of day 1 and of day N in (b)")
     parser.add_argument("--repeat-guide", type=int, help="runs of the raw guide query in (c)")
     parser.add_argument("--airflow-repeat", type=int, default=1, help="`airflow dags test` runs")
-    parser.add_argument("--only", default="a,airflow,b,c,d", help="comma-separated parts to run: a, airflow, b, c, d")
+    parser.add_argument("--marginal-small", type=int,
+                        help="alerts of the small day of (marginal), same clusters and files (default 10,000)")
+    parser.add_argument("--scheduled-alerts", type=int, default=300, help="alerts of the day (scheduled) triggers")
+    parser.add_argument("--scheduled-timeout", type=float, default=1800,
+                        help="seconds to wait for the scheduled run to end")
+    parser.add_argument("--scale-clusters", type=int, help="clusters of the (scale) day (default 1,000)")
+    parser.add_argument("--scale-alerts", type=int, help="alerts of the (scale) day (default 200,000)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run: {', '.join(PARTS)}")
     parser.add_argument("--profile", action="store_true", help="also profile the stage statement in DuckDB (a)")
     parser.add_argument("--seed", type=int, default=20261120)
     parser.add_argument("--resume", help="a results/run-*.json of an earlier run: its finished parts are reused")
@@ -963,6 +1599,8 @@ def main() -> None:
         result = CHILDREN[args.child](**json.loads(args.params or "{}"))
         print("BENCH_RESULT " + json.dumps(result), flush=True)
         return
+    # a SIGTERM ends the run like Ctrl-C: the finally blocks stop what the parts started
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     quick = args.quick
     args.alerts = args.alerts or (20_000 if quick else 1_000_000)
@@ -971,10 +1609,17 @@ def main() -> None:
     args.repeat = args.repeat or (1 if not quick else 1)
     args.repeat_history = args.repeat_history or (2 if quick else 3)
     args.repeat_guide = args.repeat_guide or (2 if quick else 2)
+    args.marginal_small = args.marginal_small or (2_000 if quick else 10_000)
+    args.scale_clusters = args.scale_clusters or (150 if quick else 1_000)  # quick: still two write batches
+    args.scale_alerts = args.scale_alerts or (20_000 if quick else 200_000)
     if args.history_days < 2:
         parser.error("--history-days must be at least 2")
     output = Path(args.output) if args.output else (RESULTS / "quick.md" if quick else BENCH / "RESULTS.md")
     parts = set(args.only.split(","))
+    if parts - set(PARTS):
+        parser.error(f"--only: unknown parts {', '.join(sorted(parts - set(PARTS)))} (parts: {', '.join(PARTS)})")
+    if args.marginal_small >= args.alerts:
+        parser.error("--marginal-small must be fewer alerts than --alerts")
     if "c" in parts and "a" not in parts and not (RESULTS / "work" / "pipeline" / "curated").exists():
         parser.error("(c) queries the lake of (a): run with a, or run (a) once first")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -990,7 +1635,7 @@ def main() -> None:
     for key in args.redo.split(","):
         done_before.pop(key, None)
     if done_before:
-        res["reused"] = {k: done_before.get("date") for k in ("a", "airflow", "b", "c", "d") if k in done_before}
+        res["reused"] = {k: done_before.get("date") for k in PARTS if k in done_before}
 
     def part(key: str, compute) -> None:
         if key in done_before:
@@ -1004,6 +1649,12 @@ def main() -> None:
         part("a", lambda: scenario_a(args, day))
     if "airflow" in parts:
         part("airflow", lambda: scenario_airflow(args, day))
+    if "marginal" in parts:
+        part("marginal", lambda: scenario_marginal(args, day))
+    if "scheduled" in parts:
+        part("scheduled", lambda: scenario_scheduled(args, day))
+    if "scale" in parts:
+        part("scale", lambda: scenario_scale(args, day))
     if "c" in parts:
         part("c", lambda: scenario_c(args))
         mapped: dict = {}
