@@ -1420,7 +1420,7 @@ def report(args, res: dict) -> str:
             "migrated SQLite metadata database), run alternately after one uncounted warm-up; the time is the whole "
             "CLI process's wall time, the best run counts. Memory: the largest process of the tree (wait4's "
             "ru_maxrss) and the summed memory (PSS) of the process and its descendants (sampled every 0.2 s, "
-            f"at most {max(r.get('tree_processes') or 0 for r in m['big'])} processes seen at once).")
+            f"processes seen at once: at most {max(r.get('tree_processes') or 0 for r in m['big'])}).")
         add("")
         add("| run | wall (each) | largest process | tree, sampled | statements' engine time | task instances |")
         add("|---|---|---|---|---|---|")
