@@ -1403,7 +1403,7 @@ def report(args, res: dict) -> str:
         dt = af["dags_test"][0]
         add("## Airflow")
         add("")
-        add(f"`airflow dags test` of a small day (3 clusters × 300 alerts): {fmt_s(dt['wall'])} wall, statements' engine "
+        add(f"`airflow dags test` of a small day (300 alerts over 3 clusters): {fmt_s(dt['wall'])} wall, statements' engine "
             f"time {fmt_s(dt['engine_seconds'])}, so {fmt_s(dt['overhead'])} is Airflow (CLI start, DAG parse, task "
             f"execution, XCom). One task process (`airflow tasks test`): "
             f"{', '.join(fmt_s(r['wall']) for r in af['tasks_test'])}. Statements per daily run: {dt['statements']} "
