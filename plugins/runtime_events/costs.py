@@ -32,10 +32,13 @@ def billed_bytes(statement_type: str | None, scanned: int) -> int:
 
 def collect_query_costs(context) -> dict:
     """The statistics every statement of the run pushed, with their estimated cost, as the
-    ``statements`` of ``runtime_events_query_costs/record_run.sql``; logs the run's total."""
+    ``statements`` of ``runtime_events_query_costs/record_run.sql``; logs the run's total.
+
+    A task instance pushed one statement's statistics, or a list of them (a task that runs
+    several statements: their ``map_index`` is their position in the task)."""
     pushed = context["ti"].xcom_pull(task_ids=list(context["dag"].task_ids), key=QUERY_STATISTICS)
     statements = []
-    for stats in filter(None, pushed):
+    for stats in (s for value in filter(None, pushed) for s in (value if isinstance(value, list) else [value])):
         for key, form in _STATISTICS.items():
             if not form.match(str(stats[key])):
                 raise ValueError(f"query statistics {key}={stats[key]!r} is not of the form Athena reports")

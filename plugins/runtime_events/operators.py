@@ -8,8 +8,9 @@ text, the polling and the failure handling are the provider's own on both engine
 Every statement pushes its statistics (query id, statement type, bytes scanned) to XCom under
 ``QUERY_STATISTICS``; ``collect_query_costs`` turns them into the run's cost rows.
 
-``RuntimeEventsCheckOperator`` also reads the query's result rows, as Athena returns them, and
-hands them to a check function.
+``RuntimeEventsStatementsOperator`` runs several statements, one after the other, in one task
+instance; ``RuntimeEventsCheckOperator`` also reads the query's result rows, as Athena returns
+them, and hands them to a check function.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         self.query_file = query  # the file name, for logs and map indexes; query becomes its text
         self.run = run
         self.sql_params = sql_params or {}
+        # The template fields that hold a statement, with the file each one is: a statement's
+        # ``params`` are its own (sql_params(query=...)).
+        self.statement_files = {"query": query}
 
     @cached_property
     def settings(self) -> Settings:
@@ -64,7 +68,6 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         first = [f for f in ("run", "sql_params") if f in template_fields]
         super()._do_render_template_fields(parent, first, context, jinja_env, seen_oids)
         settings = self.settings
-        sql_context = {**context, "params": sql_params(settings, self.run, self.sql_params, query=self.query_file)}
         # The settings decide where the query runs: the same for every statement of the DAG.
         self.database = settings.database
         self.workgroup = settings.athena_workgroup
@@ -74,7 +77,11 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         self.deferrable = settings.deferrable and self.backend.on_aws
         rest = [f for f in template_fields if f not in first and f not in (
             "database", "workgroup", "output_location", "aws_conn_id")]
-        super()._do_render_template_fields(parent, rest, sql_context, jinja_env, seen_oids)
+        super()._do_render_template_fields(
+            parent, [f for f in rest if f not in self.statement_files], context, jinja_env, seen_oids)
+        for field in (f for f in rest if f in self.statement_files):
+            params = sql_params(settings, self.run, self.sql_params, query=self.statement_files[field])
+            super()._do_render_template_fields(parent, [field], {**context, "params": params}, jinja_env, seen_oids)
 
     @cached_property
     def backend(self) -> engines.Backend:
@@ -105,14 +112,59 @@ class RuntimeEventsQueryOperator(AthenaOperator):
         return query_execution_id
 
     def _push_statistics(self, context, query_execution_id: str) -> None:
+        context["ti"].xcom_push(key=QUERY_STATISTICS, value=self._statistics(query_execution_id, context["ti"].map_index))
+
+    def _statistics(self, query_execution_id: str, map_index: int) -> dict:
         execution = self.hook.get_query_info(query_execution_id)["QueryExecution"]
         scanned = int(execution.get("Statistics", {}).get("DataScannedInBytes") or 0)
         self.log.info("Query %s scanned %d bytes", query_execution_id, scanned)
-        context["ti"].xcom_push(key=QUERY_STATISTICS, value={
-            "task_id": self.task_id, "map_index": context["ti"].map_index,
-            "query_execution_id": query_execution_id,
-            "statement_type": execution.get("StatementType"), "data_scanned_bytes": scanned,
-        })
+        return {"task_id": self.task_id, "map_index": map_index, "query_execution_id": query_execution_id,
+                "statement_type": execution.get("StatementType"), "data_scanned_bytes": scanned}
+
+
+class RuntimeEventsStatementsOperator(RuntimeEventsQueryOperator):
+    """Run several ``include/sql`` statements one after the other in one task instance, for
+    statements too quick to earn a task instance each (the ``CREATE ... IF NOT EXISTS`` of every
+    table). Each one goes through the provider's own ``execute`` (submit, poll, fail with Athena's
+    reason), so the first that fails fails the task and the rest do not run.
+
+    Each statement is a template field of its own, named by its file, rendered with its own
+    ``params``: the task's Rendered Template shows every statement whole, as SQL. (One list field
+    would be shown as JSON and cut at ``[core] max_templated_field_length``, 4096 characters by
+    default, a few statements in.)
+
+    The task pushes one ``QUERY_STATISTICS`` list, one entry per statement, its position in
+    ``query`` as its ``map_index``; the task's XCom is the list of query execution ids.
+
+    :param query: the ``.sql`` files under ``include/sql``, in the order they run
+    """
+
+    template_fields = tuple(f for f in RuntimeEventsQueryOperator.template_fields if f != "query")
+
+    def __init__(self, *, query: list[str], **kwargs) -> None:
+        # DDL takes about a second on Athena: polling every second keeps a dozen statements
+        # near a dozen seconds.
+        kwargs.setdefault("sleep_time", 1)
+        super().__init__(query="", **kwargs)
+        self.query_files = list(query)
+        self.statement_files = {name: name for name in self.query_files}
+        self.template_fields = (*type(self).template_fields, *self.query_files)
+        for name in self.query_files:
+            setattr(self, name, name)
+
+    def execute(self, context) -> list[str]:
+        # Not deferrable: a deferred task resumes in execute_complete, in a new process, once per
+        # statement, and would have to carry its place in the list along; and a statement of
+        # about a second is over before the triggerer would have picked it up.
+        self.deferrable = False
+        statistics = []
+        for position, name in enumerate(self.query_files):
+            self.log.info("Statement %d of %d: %s", position + 1, len(self.query_files), name)
+            self.query = getattr(self, name)
+            query_execution_id = AthenaOperator.execute(self, context)
+            statistics.append(self._statistics(query_execution_id, position))
+        context["ti"].xcom_push(key=QUERY_STATISTICS, value=statistics)
+        return [s["query_execution_id"] for s in statistics]
 
 
 class RuntimeEventsCheckOperator(RuntimeEventsQueryOperator):
