@@ -37,7 +37,11 @@ from airflow.sdk import Param, dag, task
 from runtime_events import checks, costs, tasks
 from runtime_events.compat import CronDataIntervalTimetable
 from runtime_events.engines import AWS_CLIENT_CONFIG
-from runtime_events.operators import RuntimeEventsCheckOperator, RuntimeEventsQueryOperator
+from runtime_events.operators import (
+    RuntimeEventsCheckOperator,
+    RuntimeEventsQueryOperator,
+    RuntimeEventsStatementsOperator,
+)
 from runtime_events.paths import SQL_DIR
 from runtime_events.tables import AGGREGATES, TABLES
 
@@ -64,12 +68,11 @@ def runtime_events_daily():
 
     run = plan_run()
 
-    create_database = RuntimeEventsQueryOperator(
-        task_id="create_database", query="create_database.sql", run=run
+    # One task instance for the database and every table (each CREATE ... IF NOT EXISTS, a second
+    # or less): one statement after the other, each shown whole in the Rendered Template.
+    create_tables = RuntimeEventsStatementsOperator(
+        task_id="create_tables", query=["create_database.sql", *(table.create_sql for table in TABLES)], run=run
     )
-    create_tables = RuntimeEventsQueryOperator.partial(
-        task_id="create_tables", run=run, map_index_template="{{ task.query_file.split('/')[0] }}"
-    ).expand(query=[table.create_sql for table in TABLES])
 
     # -- stage and audit -----------------------------------------------------------------------
     stage_alerts = RuntimeEventsQueryOperator(
@@ -157,7 +160,6 @@ def runtime_events_daily():
 
     (
         run
-        >> create_database
         >> create_tables
         >> stage_alerts
         >> audit_stage

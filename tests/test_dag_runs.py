@@ -127,6 +127,35 @@ def test_load_audit_has_every_run_and_day(lake):
         assert latest.loc[day, "duplicates_dropped"] == expected.loc[day, "duplicate"]
 
 
+def test_create_tables_shows_each_statement_whole_and_records_each_ones_cost(lake):
+    """One task instance runs the database's and every table's DDL: its Rendered Template (as the
+    UI reads it from the metadata database) holds each statement whole under its file name, that
+    is the text the engine ran, and the cost table has a row per statement, by position."""
+    import sqlite3
+
+    from runtime_events.tables import TABLES as CATALOGUE
+
+    tmp, _ = lake
+    statements = ["create_database.sql", *(t.create_sql for t in CATALOGUE)]
+    with sqlite3.connect(tmp / "airflow" / "airflow.db") as db:
+        rendered = [json.loads(r) for (r,) in db.execute(  # in run order (dags test names runs by their start)
+            "SELECT rendered_fields FROM rendered_task_instance_fields WHERE task_id = 'create_tables' ORDER BY run_id")]
+        instances = db.execute("SELECT count(*) FROM task_instance WHERE task_id = 'create_tables' "
+                               "GROUP BY run_id").fetchall()
+    assert len(rendered) >= len(DAYS) and set(instances) == {(1,)}
+    ran = {p.stem: json.loads(p.read_text())["Query"] for p in (tmp / "curated" / "_query_results").glob("*.json")}
+    costs = table(tmp, "runtime_events_query_costs")
+    costs = costs[costs["task_id"] == "create_tables"]
+    # (the UI masks the rendered run plan's run_token, a "token": the runs pair up by their order)
+    tokens = sorted(costs["run_token"].unique())  # r<start time>_...
+    assert len(tokens) == len(rendered)
+    for fields, token in zip(rendered, tokens):
+        assert sorted(f for f in fields if f.endswith(".sql")) == sorted(statements)
+        mine = costs[costs["run_token"] == token].sort_values("map_index")
+        assert list(mine["map_index"]) == list(range(len(statements)))
+        assert [ran[q] for q in mine["query_execution_id"]] == [fields[name] for name in statements]
+
+
 def test_rerun_of_a_day_leaves_identical_tables(lake):
     tmp, env = lake
     before = {name: oracle.canonical(table(tmp, name)) for name in TABLES}

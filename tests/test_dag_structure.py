@@ -54,6 +54,7 @@ def test_every_referenced_sql_file_exists(dagbag):
             referenced.update(mapped["query"])
         elif isinstance(query, str):
             referenced.add(query)
+        referenced.update(getattr(task, "query_files", ()))
         if query == "build_version.sql":
             built.update(p["table"] for p in mapped["sql_params"])
     assert referenced, "no task refers to a .sql file"
