@@ -126,17 +126,17 @@ def runtime_events_daily():
     security_lake_export = export_to_security_lake(run, aggregates_published)
 
     @task
-    def deploy_quicksight() -> list[str]:
-        return tasks.deploy_quicksight()
-
-    @task
-    def plan_quicksight_refreshes(run: dict) -> list[dict]:
+    def deploy_quicksight(run: dict) -> list[dict]:
+        """Bring QuickSight up to this release when quicksight_deploy is on (the log lists each
+        change), then name the SPICE refreshes to start. One task, not two: with QuickSight off
+        (the default) both do nothing, and a task instance would cost more than they do."""
+        tasks.deploy_quicksight()
         return tasks.quicksight_refreshes(run)
 
     refresh_quicksight_datasets = QuickSightCreateIngestionOperator.partial(
         task_id="refresh_quicksight_datasets", wait_for_completion=False, botocore_config=AWS_CLIENT_CONFIG,
         map_index_template="{{ task.data_set_id }}",
-    ).expand_kwargs(quicksight_refreshes := plan_quicksight_refreshes(run))
+    ).expand_kwargs(quicksight_refreshes := deploy_quicksight(run))
 
     # -- record --------------------------------------------------------------------------------
     record_load_audit = RuntimeEventsQueryOperator(
@@ -175,8 +175,7 @@ def runtime_events_daily():
         >> record_query_costs
         >> (cleaned_up := clean_up(run).as_teardown(setups=run))
     )
-    quicksight_deployed = deploy_quicksight()
-    aggregates_published >> quicksight_deployed >> quicksight_refreshes
+    aggregates_published >> quicksight_refreshes
     security_lake_export >> cleaned_up  # the export reads the run's published version
 
 
