@@ -129,9 +129,9 @@ class RuntimeEventsStatementsOperator(RuntimeEventsQueryOperator):
     reason), so the first that fails fails the task and the rest do not run.
 
     Each statement is a template field of its own, named by its file, rendered with its own
-    ``params``: the task's Rendered Template shows every statement whole, as SQL. (One list field
-    would be shown as JSON and cut at ``[core] max_templated_field_length``, 4096 characters by
-    default, a few statements in.)
+    ``params``: the task's Rendered Template shows every statement whole, under its file name.
+    (Airflow cuts each rendered field at ``[core] max_templated_field_length``, 4096 characters by
+    default: one list field would be cut a few statements in.)
 
     The task pushes one ``QUERY_STATISTICS`` list, one entry per statement, its position in
     ``query`` as its ``map_index``; the task's XCom is the list of query execution ids.
