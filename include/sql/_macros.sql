@@ -36,8 +36,10 @@ WITH NO DATA
 {%- endif %}
 {%- endmacro %}
 
-{#- The MITRE ATT&CK techniques of each alert of the CTE `alerts` (event_id, rule_name, tags), as
-    the CTE `techniques` (event_id, tactic, technique_id, technique_name): those its own tags name
+{#- The MITRE ATT&CK techniques of each row of the CTE `alerts` (event_id, rule_name, tags), as
+    the CTE `techniques` (event_id, tactic, technique_id, technique_name); event_id is whatever
+    tells the rows apart (the tables call the macro with the window's distinct (rule_name, tags)
+    pairs, numbered, since nothing else of an alert decides its techniques): those its own tags name
     (Falco's alerts carry their rule's tags), paired with tactics as rule_attack_techniques pairs
     them (the alert's mitre_<tactic> tags that ATT&CK lists for the technique; if none is, the
     alert's tactic tags, Falco's claim; if it has none, the technique's ATT&CK tactics); an alert

@@ -6,9 +6,8 @@
 -- once for each (tactic, technique); alerts that map to none are not counted.
 -- The run's window of days, from the curated copy; the partition key last.
 {% from "_macros.sql" import alert_techniques with context -%}
-WITH alerts AS (
+WITH events AS (
     SELECT
-        event_id,
         cluster_id,
         namespace,
         pod_name,
@@ -19,6 +18,18 @@ WITH alerts AS (
         dt
     FROM {{ params.database }}.runtime_events_parquet
     WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+),
+
+-- An alert's techniques depend on its rule and its tags alone: they are found once for each
+-- (rule_name, tags) of the window (the macro's "alerts"; its event_id is their number), read
+-- from those two columns, and joined to the alerts that have them.
+alerts AS (
+    SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
+    FROM (
+        SELECT DISTINCT rule_name, coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags
+        FROM {{ params.database }}.runtime_events_parquet
+        WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+    )
 ),
 
 {{ alert_techniques() }}
@@ -39,6 +50,7 @@ SELECT
         ELSE 'Unknown'
     END AS max_severity,
     a.dt
-FROM alerts AS a
-INNER JOIN techniques AS t ON t.event_id = a.event_id
+FROM events AS a
+INNER JOIN alerts AS k ON k.rule_name = a.rule_name AND k.tags = a.tags
+INNER JOIN techniques AS t ON t.event_id = k.event_id
 GROUP BY a.cluster_id, t.tactic, t.technique_id, t.technique_name, a.dt
