@@ -926,6 +926,12 @@ class TestTrinoSemantics:
                               GROUP BY g ORDER BY g""")
         assert got == [{"g": 1, "xs": [None, "d", "a", "c"]}, {"g": 2, "xs": ["f", "e"]}]
 
+    def test_array_agg_order_by_with_distinct_or_filter(self, engine):
+        got = rows(engine, """SELECT array_agg(DISTINCT x ORDER BY x) AS d,
+                                     array_agg(x ORDER BY y) FILTER (WHERE x <> 'b') AS f
+                              FROM (VALUES ('b', 1), ('a', 2), ('b', 3), ('c', 0)) AS t(x, y)""")
+        assert got == [{"d": ["a", "b", "c"], "f": ["c", "a"]}]
+
     def test_array_agg_order_by_of_nothing_is_null(self, engine):
         assert scalar(engine, "SELECT array_agg(x ORDER BY x) AS a FROM (VALUES 1) AS t(x) WHERE x > 1") is None
 

@@ -761,11 +761,12 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 _map_entries(node.expressions[0], rewrite),
                 exp.Lambda(this=body.transform(rewrite), expressions=[exp.to_identifier(entry)])])
             return exp.Anonymous(this="map_from_entries", expressions=[kept])
-        if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order) and _ascending(node.this):
+        if (isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order) and _ascending(node.this)
+                and not isinstance(node.this.this, exp.Distinct) and not isinstance(node.parent, exp.Filter)):
             # array_agg(x ORDER BY k, ...): DuckDB keeps a sorted buffer per group, several times
             # slower than collecting (k, ..., x) and sorting each list once. The keys sort
             # ascending with nulls last, as Trino's do (a flag before each key); the elements then
-            # read back in that order.
+            # read back in that order. (DISTINCT or a FILTER clause keep DuckDB's own.)
             order = node.this
             fields = []
             for number, ordered in enumerate(order.expressions):
