@@ -940,10 +940,12 @@ class TestTrinoSemantics:
                                 FROM (SELECT MAP(ARRAY['a', 'b'], ARRAY[NULL, 'x']) AS m) AS t""")
         assert dict(got) == {"b": "x"}
 
-    def test_map_with_duplicate_keys_fails(self, engine):
-        # map.html#map: duplicate keys are an error, filtered or not
+    @pytest.mark.parametrize("keys", ["ARRAY['a', 'a']", "ARRAY['a', NULL]", "ARRAY[x, x]"])
+    def test_map_with_duplicate_or_null_keys_fails_even_when_filtered_out(self, engine, keys):
+        # map.html#map: duplicate keys are an error, and so is a null key, whatever the filter keeps
         with pytest.raises(EngineError):
-            engine.execute("SELECT map_filter(MAP(ARRAY['a', 'a'], ARRAY[1, 2]), (k, v) -> true) AS m", DB)
+            engine.execute(f"SELECT map_filter(MAP({keys}, ARRAY[1, NULL]), (k, v) -> v IS NOT NULL) AS m "
+                           "FROM (VALUES 'k') AS t(x)", DB)
 
     def test_empty_array_of_rows(self, engine):
         got = rows(engine, "SELECT CAST(ARRAY[] AS array(ROW(name varchar))) AS a, "

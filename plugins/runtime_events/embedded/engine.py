@@ -798,11 +798,14 @@ def _translate(query: exp.Expression) -> exp.Expression:
 
 def _map_entries(node: exp.Expression, rewrite) -> exp.Expression:
     """A map's (key, value) entries as DuckDB's list of structs. ``MAP(ARRAY[k...], ARRAY[v...])``
-    gives them without building the map first (DuckDB's map constructor checks its keys, which
-    costs more than all the rest of a map_filter); any other map through ``map_entries``."""
-    if (isinstance(node, exp.Map) and isinstance(node.args.get("keys"), exp.Array)
-            and isinstance(node.args.get("values"), exp.Array)
-            and len(node.args["keys"].expressions) == len(node.args["values"].expressions)):
+    with distinct literal keys gives them without building the map first (DuckDB's map
+    constructor checks its keys, which costs more than all the rest of a map_filter); any other
+    map through ``map_entries``, so that a null or repeated key fails as Trino's MAP does."""
+    keys = node.args.get("keys")
+    if (isinstance(node, exp.Map) and isinstance(keys, exp.Array) and isinstance(node.args.get("values"), exp.Array)
+            and len(keys.expressions) == len(node.args["values"].expressions)
+            and all(isinstance(k, exp.Literal) for k in keys.expressions)
+            and len({(k.is_string, k.name) for k in keys.expressions}) == len(keys.expressions)):
         return exp.Array(expressions=[
             exp.Struct(expressions=[
                 exp.PropertyEQ(this=exp.to_identifier("key"), expression=k.transform(rewrite)),
