@@ -932,6 +932,11 @@ class TestTrinoSemantics:
                               FROM (VALUES ('b', 1), ('a', 2), ('b', 3), ('c', 0)) AS t(x, y)""")
         assert got == [{"d": ["a", "b", "c"], "f": ["c", "a"]}]
 
+    def test_array_agg_order_by_as_a_window_function(self, engine):
+        got = rows(engine, """SELECT g, array_agg(x ORDER BY x) OVER (PARTITION BY g) AS xs
+                              FROM (VALUES (1, 'b'), (1, 'a'), (2, 'c')) AS t(g, x) ORDER BY g, xs""")
+        assert got == [{"g": 1, "xs": ["a", "b"]}, {"g": 1, "xs": ["a", "b"]}, {"g": 2, "xs": ["c"]}]
+
     def test_array_agg_order_by_of_nothing_is_null(self, engine):
         assert scalar(engine, "SELECT array_agg(x ORDER BY x) AS a FROM (VALUES 1) AS t(x) WHERE x > 1") is None
 

@@ -762,11 +762,11 @@ def _translate(query: exp.Expression) -> exp.Expression:
                 exp.Lambda(this=body.transform(rewrite), expressions=[exp.to_identifier(entry)])])
             return exp.Anonymous(this="map_from_entries", expressions=[kept])
         if (isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order) and _ascending(node.this)
-                and not isinstance(node.this.this, exp.Distinct) and not isinstance(node.parent, exp.Filter)):
+                and not isinstance(node.this.this, exp.Distinct) and not isinstance(node.parent, (exp.Filter, exp.Window))):
             # array_agg(x ORDER BY k, ...): DuckDB keeps a sorted buffer per group, several times
             # slower than collecting (k, ..., x) and sorting each list once. The keys sort
             # ascending with nulls last, as Trino's do (a flag before each key); the elements then
-            # read back in that order. (DISTINCT or a FILTER clause keep DuckDB's own.)
+            # read back in that order. (DISTINCT, a FILTER clause or OVER keep DuckDB's own.)
             order = node.this
             fields = []
             for number, ordered in enumerate(order.expressions):
