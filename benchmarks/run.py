@@ -1606,14 +1606,24 @@ def main() -> None:
     args.alerts = args.alerts or (20_000 if quick else 1_000_000)
     args.history_days = args.history_days or (10 if quick else 90)
     args.history_alerts = args.history_alerts or (2_000 if quick else 20_000)
-    args.repeat = args.repeat or (1 if not quick else 1)
-    args.repeat_history = args.repeat_history or (2 if quick else 3)
-    args.repeat_guide = args.repeat_guide or (2 if quick else 2)
+    args.repeat = 1 if args.repeat is None else args.repeat
+    args.repeat_history = (2 if quick else 3) if args.repeat_history is None else args.repeat_history
+    args.repeat_guide = 2 if args.repeat_guide is None else args.repeat_guide
     args.marginal_small = args.marginal_small or (2_000 if quick else 10_000)
     args.scale_clusters = args.scale_clusters or (150 if quick else 1_000)  # quick: still two write batches
     args.scale_alerts = args.scale_alerts or (20_000 if quick else 200_000)
     if args.history_days < 2:
         parser.error("--history-days must be at least 2")
+    for name in ("repeat", "repeat_history", "repeat_guide", "airflow_repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    redo = {k for k in args.redo.split(",") if k}
+    if redo and not args.resume:
+        parser.error("--redo needs --resume")
+    if redo - set(PARTS):
+        parser.error(f"--redo: unknown parts {', '.join(sorted(redo - set(PARTS)))} (parts: {', '.join(PARTS)})")
+    if args.resume and not Path(args.resume).is_file():
+        parser.error(f"--resume: no such file {args.resume}")
     output = Path(args.output) if args.output else (RESULTS / "quick.md" if quick else BENCH / "RESULTS.md")
     parts = set(args.only.split(","))
     if parts - set(PARTS):
@@ -1632,10 +1642,15 @@ def main() -> None:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     raw_json = RESULTS / f"run-{stamp}{'-quick' if quick else ''}.json"
     done_before = json.loads(Path(args.resume).read_text()) if args.resume else {}
-    for key in args.redo.split(","):
+    if done_before and done_before.get("quick", "-quick" in Path(args.resume).name) != quick:
+        parser.error(f"--resume: {args.resume} is a {'quick' if not quick else 'full-size'} run; "
+                     f"this one is {'quick' if quick else 'full-size'}")
+    for key in redo:
         done_before.pop(key, None)
-    if done_before:
-        res["reused"] = {k: done_before.get("date") for k in PARTS if k in done_before}
+    res["quick"] = quick
+    reused = {k: done_before.get("date") for k in PARTS if k in done_before and k in parts}
+    if reused:
+        res["reused"] = reused
 
     def part(key: str, compute) -> None:
         if key in done_before:
