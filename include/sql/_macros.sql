@@ -36,6 +36,20 @@ WITH NO DATA
 {%- endif %}
 {%- endmacro %}
 
+{#- The window's distinct (rule_name, tags) pairs of the curated copy, numbered, as the CTE
+    `alerts` that alert_techniques reads: an alert's techniques depend on nothing else, so the
+    tables find them once per pair and join them back. Read from those two columns alone. -#}
+{% macro rule_tag_pairs() -%}
+alerts AS (
+    SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
+    FROM (
+        SELECT DISTINCT rule_name, coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags
+        FROM {{ params.database }}.runtime_events_parquet
+        WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
+    )
+)
+{%- endmacro %}
+
 {#- The MITRE ATT&CK techniques of each row of the CTE `alerts` (event_id, rule_name, tags), as
     the CTE `techniques` (event_id, tactic, technique_id, technique_name); event_id is whatever
     tells the rows apart (the tables call the macro with the window's distinct (rule_name, tags)

@@ -5,7 +5,7 @@
 -- whose tags name no technique takes its rule's rows in rule_attack_techniques. An alert counts
 -- once for each (tactic, technique); alerts that map to none are not counted.
 -- The run's window of days, from the curated copy; the partition key last.
-{% from "_macros.sql" import alert_techniques with context -%}
+{% from "_macros.sql" import alert_techniques, rule_tag_pairs with context -%}
 WITH events AS (
     SELECT
         cluster_id,
@@ -23,14 +23,7 @@ WITH events AS (
 -- An alert's techniques depend on its rule and its tags alone: they are found once for each
 -- (rule_name, tags) of the window (the macro's "alerts"; its event_id is their number), read
 -- from those two columns, and joined to the alerts that have them.
-alerts AS (
-    SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
-    FROM (
-        SELECT DISTINCT rule_name, coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags
-        FROM {{ params.database }}.runtime_events_parquet
-        WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
-    )
-),
+{{ rule_tag_pairs() }},
 
 {{ alert_techniques() }}
 

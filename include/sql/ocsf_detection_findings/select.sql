@@ -8,7 +8,7 @@
 --   resources                          the cluster, namespace, pod and container the alert names
 --   evidences                          the process (pid and command line) when the pid is known
 --   unmapped                           what OCSF has no attribute for (cluster_id, hostname, ...)
-{% from "_macros.sql" import alert_techniques with context -%}
+{% from "_macros.sql" import alert_techniques, rule_tag_pairs with context -%}
 WITH events AS (
     SELECT
         event_id,
@@ -38,14 +38,7 @@ WITH events AS (
 -- (rule_name, tags) of the window, not once for each of its alerts. The macro's "alerts" are
 -- these pairs, read from the table's two columns (not from events: a second reader of events
 -- would make an engine keep or read all of its columns twice); its event_id is their number.
-alerts AS (
-    SELECT rule_name, tags, row_number() OVER (ORDER BY rule_name, tags) AS event_id
-    FROM (
-        SELECT DISTINCT rule_name, coalesce(tags, CAST(ARRAY[] AS array(varchar))) AS tags
-        FROM {{ params.database }}.runtime_events_parquet
-        WHERE dt BETWEEN '{{ params.dt_from }}' AND '{{ params.dt_to }}'
-    )
-),
+{{ rule_tag_pairs() }},
 
 {{ alert_techniques() }},
 
